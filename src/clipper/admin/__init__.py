@@ -1,0 +1,1 @@
+"""What users import: ClipperConnection, container managers and deployers."""

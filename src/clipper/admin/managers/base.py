@@ -1,0 +1,104 @@
+"""ContainerManager: the one interface every manager (local, docker, kubernetes) implements.
+
+A manager only starts, stops, scales and reports processes or containers; it never touches query logic.
+Method names and arguments are Clipper 0.4's (reference §7.3) so a Clipper user's subclass still fits.
+"""
+
+from __future__ import annotations
+
+import abc
+
+# Ports inside a cluster, as Clipper fixes them.
+CLIPPER_INTERNAL_QUERY_PORT = 1337
+CLIPPER_INTERNAL_MANAGEMENT_PORT = 1338
+CLIPPER_INTERNAL_RPC_PORT = 7000
+CLIPPER_INTERNAL_METRIC_PORT = 1390
+CLIPPER_INTERNAL_REDIS_PORT = 6379
+
+# Labels Clipper puts on containers; our managers use the same ones.
+CLIPPER_DOCKER_LABEL = "ai.clipper.container.label"
+CLIPPER_NAME_LABEL = "ai.clipper.name"
+CLIPPER_MODEL_CONTAINER_LABEL = "ai.clipper.model_container.label"
+CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL = "ai.clipper.query_frontend.label"
+CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL = "ai.clipper.management_frontend.label"
+CLIPPER_QUERY_FRONTEND_ID_LABEL = "ai.clipper.query_frontend.id"
+CLIPPER_DOCKER_PORT_LABELS = {
+    "redis": "ai.clipper.redis.port",
+    "query_rest": "ai.clipper.query_frontend.query.port",
+    "query_rpc": "ai.clipper.query_frontend.rpc.port",
+    "management": "ai.clipper.management.port",
+    "metric": "ai.clipper.metric.port",
+}
+
+
+def model_container_label(name: str, version: str) -> str:
+    """Value of the model-container label: `<name>_<version>`."""
+    return f"{name}_{version}"
+
+
+class ContainerManager(abc.ABC):
+    """Runs a cluster's Redis, frontends and model replicas somewhere; Clipper 0.4's interface."""
+
+    cluster_name: str
+
+    @property
+    def cluster_identifier(self) -> str:
+        return self.cluster_name
+
+    @abc.abstractmethod
+    def start_clipper(
+        self,
+        query_frontend_image: str,
+        mgmt_frontend_image: str,
+        frontend_exporter_image: str,
+        cache_size: int,
+        qf_http_thread_pool_size: int,
+        qf_http_timeout_request: int,
+        qf_http_timeout_content: int,
+        num_frontend_replicas: int = 1,
+    ) -> None:
+        """Start Redis (unless given), the management frontend and the query frontend(s)."""
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Find a running cluster of this name and remember its addresses."""
+
+    @abc.abstractmethod
+    def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
+        """Start `num_replicas` containers of one model version."""
+
+    @abc.abstractmethod
+    def get_num_replicas(self, name: str, version: str) -> int:
+        """How many containers of this model version are running."""
+
+    @abc.abstractmethod
+    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
+        """Start or stop containers until `num_replicas` run."""
+
+    @abc.abstractmethod
+    def get_logs(self, logging_dir: str) -> list[str]:
+        """Write each process's or container's log into `logging_dir`; return the file paths."""
+
+    @abc.abstractmethod
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        """Stop the containers of the given `{name: [versions]}`."""
+
+    @abc.abstractmethod
+    def stop_all_model_containers(self) -> None:
+        """Stop every model container of this cluster."""
+
+    @abc.abstractmethod
+    def stop_all(self, graceful: bool = True) -> None:
+        """Stop everything this cluster runs (a Redis the user gave is left alone)."""
+
+    @abc.abstractmethod
+    def get_admin_addr(self) -> str:
+        """`host:port` of the management frontend."""
+
+    @abc.abstractmethod
+    def get_query_addr(self) -> str:
+        """`host:port` of the query frontend(s)."""
+
+    @abc.abstractmethod
+    def get_metric_addr(self) -> str:
+        """`host:port` where Prometheus-format metrics are served."""

@@ -1,0 +1,321 @@
+"""ConfigStore: typed reads and writes of apps, models, links and containers in Clipper's Redis layout.
+
+Layout (reference §5): DB 1 app state, DB 2 models `<name>:<version>`, DB 3 containers
+`<name>,<version>,<replica>`, DB 5 apps, DB 6 `CURRENT_MODEL_VERSION:<name>`, DB 7 links (sets).
+DB 8 is ours: live query frontends, each a hash with a TTL refreshed by its heartbeat.
+Replica ids come from one Redis counter per model version, so frontends never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from clipper.schema import DEFAULT_POLICY, App, Container, Frontend, Model
+
+
+class Db(enum.IntEnum):
+    """Clipper's logical databases, plus our frontend registry."""
+
+    STATE = 1
+    MODELS = 2
+    CONTAINERS = 3
+    APPS = 5
+    METADATA = 6
+    LINKS = 7
+    FRONTENDS = 8
+
+
+CURRENT_VERSION_PREFIX = "CURRENT_MODEL_VERSION:"
+REPLICA_COUNTER_PREFIX = "REPLICA_COUNTER:"
+
+
+@dataclass(slots=True, frozen=True)
+class ConfigEvent:
+    """One change in the store: which database, which key, which Redis operation."""
+
+    db: Db
+    key: str
+    op: str
+
+
+class ConfigStore:
+    """Async access to one cluster's config store. Constructing it does no I/O; `start()` connects."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self._dbs: dict[Db, aioredis.Redis] = {}
+        self._tx: aioredis.Redis | None = None
+
+    async def start(self) -> None:
+        for db in Db:
+            self._dbs[db] = aioredis.Redis.from_url(self.redis_url, db=int(db), decode_responses=True)
+        self._tx = aioredis.Redis.from_url(self.redis_url, db=0, decode_responses=True)
+        await self._tx.ping()
+
+    async def close(self) -> None:
+        for client in [*self._dbs.values(), *([self._tx] if self._tx else [])]:
+            await client.aclose()
+        self._dbs.clear()
+        self._tx = None
+
+    async def __aenter__(self) -> ConfigStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def db(self, db: Db) -> aioredis.Redis:
+        return self._dbs[db]
+
+    async def _transaction(self, ops: Iterable[tuple[Db, tuple[Any, ...]]]) -> None:
+        """Run commands on several databases in one MULTI/EXEC: all of them happen, or none."""
+        assert self._tx is not None, "ConfigStore.start() was not called"
+        async with self._tx.pipeline(transaction=True) as pipe:
+            current: int | None = None
+            for db, command in ops:
+                if current != int(db):
+                    pipe.execute_command("SELECT", int(db))
+                    current = int(db)
+                pipe.execute_command(*command)
+            pipe.execute_command("SELECT", 0)
+            await pipe.execute()
+
+    async def _scan(self, db: Db, match: str = "*") -> list[str]:
+        return sorted([key async for key in self._dbs[db].scan_iter(match=match, count=1000)])
+
+    # --- applications -----------------------------------------------------------------------
+
+    async def get_app(self, name: str) -> App | None:
+        fields = await self._dbs[Db.APPS].hgetall(name)
+        if not fields:
+            return None
+        return App(
+            name=name,
+            input_type=fields["input_type"],
+            default_output=fields["default_output"],
+            latency_slo_micros=int(fields["latency_slo_micros"]),
+            policy=fields.get("policy", DEFAULT_POLICY),
+        )
+
+    async def list_app_names(self) -> list[str]:
+        return await self._scan(Db.APPS)
+
+    async def add_app(self, app: App) -> None:
+        """Write the app hash and its selection state (DB 1 `<app>:0:0`) together."""
+        fields = {
+            "input_type": app.input_type,
+            "policy": app.policy,
+            "default_output": app.default_output,
+            "latency_slo_micros": str(app.latency_slo_micros),
+        }
+        state = orjson.dumps({"y_hat": app.default_output}).decode()
+        flat = [x for kv in fields.items() for x in kv]
+        await self._transaction(
+            [(Db.STATE, ("SET", f"{app.name}:0:0", state)), (Db.APPS, ("HSET", app.name, *flat))]
+        )
+
+    async def delete_app(self, name: str) -> None:
+        """Delete the app with its links and state, so a re-created app starts clean (Clipper bug #774)."""
+        await self._transaction(
+            [(Db.LINKS, ("DEL", name)), (Db.STATE, ("DEL", f"{name}:0:0")), (Db.APPS, ("DEL", name))]
+        )
+
+    async def get_state(self, app_name: str) -> str | None:
+        raw = await self._dbs[Db.STATE].get(f"{app_name}:0:0")
+        if raw is None:
+            return None
+        return str(orjson.loads(raw)["y_hat"])
+
+    # --- links ------------------------------------------------------------------------------
+
+    async def get_links(self, app_name: str) -> list[str]:
+        return sorted(await self._dbs[Db.LINKS].smembers(app_name))
+
+    async def add_link(self, app_name: str, model_name: str) -> None:
+        await self._dbs[Db.LINKS].sadd(app_name, model_name)
+
+    async def remove_link(self, app_name: str, model_name: str) -> None:
+        await self._dbs[Db.LINKS].srem(app_name, model_name)
+
+    async def apps_linked_to(self, model_name: str) -> list[str]:
+        names = await self.list_app_names()
+        return [a for a in names if await self._dbs[Db.LINKS].sismember(a, model_name)]
+
+    # --- models -----------------------------------------------------------------------------
+
+    async def get_model(self, name: str, version: str) -> Model | None:
+        fields = await self._dbs[Db.MODELS].hgetall(f"{name}:{version}")
+        if not fields or "valid" not in fields:
+            return None
+        return _model_from_fields(fields)
+
+    async def list_models(self) -> list[Model]:
+        models = []
+        for key in await self._scan(Db.MODELS):
+            fields = await self._dbs[Db.MODELS].hgetall(key)
+            if fields and "valid" in fields:
+                models.append(_model_from_fields(fields))
+        return models
+
+    async def model_versions(self, name: str) -> list[str]:
+        keys = await self._scan(Db.MODELS, f"{_escape(name)}:*")
+        return [k.split(":", 1)[1] for k in keys if k.split(":", 1)[0] == name]
+
+    async def add_model(self, model: Model) -> None:
+        """Write a model version and make it current, atomically (Clipper makes a new version current)."""
+        fields = {
+            "model_name": model.model_name,
+            "model_version": model.model_version,
+            "load": "0.000000",
+            "input_type": model.input_type,
+            "labels": ",".join(model.labels),
+            "container_name": model.container_name,
+            "model_data_path": model.model_data_path,
+            "batch_size": str(model.batch_size),
+            "valid": "",
+        }
+        flat = [x for kv in fields.items() for x in kv]
+        await self._transaction(
+            [
+                (Db.MODELS, ("HSET", model.model_id, *flat)),
+                (Db.METADATA, ("SET", CURRENT_VERSION_PREFIX + model.model_name, model.model_version)),
+            ]
+        )
+
+    async def delete_model(self, name: str, version: str) -> None:
+        """Delete a version and its container records; the management side does it, no frontend needed."""
+        containers = [c.key for c in await self.list_containers() if (c.model_name, c.model_version) == (name, version)]
+        ops: list[tuple[Db, tuple[Any, ...]]] = [(Db.MODELS, ("DEL", f"{name}:{version}"))]
+        ops += [(Db.CONTAINERS, ("DEL", key)) for key in containers]
+        await self._transaction(ops)
+
+    async def get_current_version(self, name: str) -> str | None:
+        value: str | None = await self._dbs[Db.METADATA].get(CURRENT_VERSION_PREFIX + name)
+        return value
+
+    async def set_current_version(self, name: str, version: str) -> None:
+        await self._dbs[Db.METADATA].set(CURRENT_VERSION_PREFIX + name, version)
+
+    # --- containers -------------------------------------------------------------------------
+
+    async def next_replica_id(self, name: str, version: str) -> int:
+        """A replica id unique across every frontend and restart of this cluster."""
+        return int(await self._dbs[Db.METADATA].incr(f"{REPLICA_COUNTER_PREFIX}{name}:{version}")) - 1
+
+    async def add_container(self, container: Container) -> None:
+        await self._dbs[Db.CONTAINERS].hset(
+            container.key,
+            mapping={
+                "model_id": container.model_id,
+                "model_name": container.model_name,
+                "model_version": container.model_version,
+                "model_replica_id": str(container.model_replica_id),
+                "zmq_connection_id": str(container.zmq_connection_id),
+                "batch_size": "1",
+                "input_type": container.input_type,
+                "frontend_id": container.frontend_id,
+            },
+        )
+
+    async def remove_container(self, name: str, version: str, replica_id: int) -> None:
+        await self._dbs[Db.CONTAINERS].delete(f"{name},{version},{replica_id}")
+
+    async def get_container(self, name: str, version: str, replica_id: int) -> Container | None:
+        fields = await self._dbs[Db.CONTAINERS].hgetall(f"{name},{version},{replica_id}")
+        return _container_from_fields(fields) if fields else None
+
+    async def list_containers(self) -> list[Container]:
+        out = []
+        for key in await self._scan(Db.CONTAINERS):
+            fields = await self._dbs[Db.CONTAINERS].hgetall(key)
+            if fields:
+                out.append(_container_from_fields(fields))
+        return sorted(out, key=lambda c: (c.model_name, c.model_version, c.model_replica_id))
+
+    async def remove_frontend_containers(self, frontend_id: str) -> None:
+        """Forget every container record a frontend wrote (on its start and clean exit)."""
+        stale = [c.key for c in await self.list_containers() if c.frontend_id == frontend_id]
+        if stale:
+            await self._dbs[Db.CONTAINERS].delete(*stale)
+
+    # --- query frontends --------------------------------------------------------------------
+
+    async def register_frontend(self, frontend: Frontend, ttl_ms: int) -> None:
+        """Add or refresh a live frontend; it disappears `ttl_ms` after its last refresh."""
+        client = self._dbs[Db.FRONTENDS]
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hset(frontend.frontend_id, mapping=frontend.model_dump(exclude={"frontend_id"}))
+            pipe.pexpire(frontend.frontend_id, ttl_ms)
+            await pipe.execute()
+
+    async def deregister_frontend(self, frontend_id: str) -> None:
+        await self._dbs[Db.FRONTENDS].delete(frontend_id)
+
+    async def list_frontends(self) -> list[Frontend]:
+        out = []
+        for key in await self._scan(Db.FRONTENDS):
+            fields = await self._dbs[Db.FRONTENDS].hgetall(key)
+            if fields:
+                out.append(Frontend(frontend_id=key, **fields))
+        return out
+
+    # --- change events ----------------------------------------------------------------------
+
+    async def enable_notifications(self) -> None:
+        """Ask Redis for keyspace events; raise a clear error where the server refuses CONFIG."""
+        try:
+            await self._dbs[Db.APPS].config_set("notify-keyspace-events", "AKE")
+        except aioredis.ResponseError as e:
+            raise RuntimeError(
+                "Redis refused 'CONFIG SET notify-keyspace-events AKE'; enable keyspace notifications "
+                f"on the server (notify-keyspace-events AKE) and restart the frontend: {e}"
+            ) from e
+
+    async def watch(self) -> AsyncIterator[ConfigEvent]:
+        """Yield every change to apps, links, versions, models, containers and frontends, forever."""
+        pubsub = self._dbs[Db.APPS].pubsub()
+        watched = (Db.MODELS, Db.CONTAINERS, Db.APPS, Db.METADATA, Db.LINKS, Db.FRONTENDS)
+        await pubsub.psubscribe(*(f"__keyspace@{int(db)}__:*" for db in watched))
+        try:
+            async for message in pubsub.listen():
+                if message["type"] != "pmessage":
+                    continue
+                channel: str = message["channel"]
+                prefix, key = channel.split("__:", 1)
+                yield ConfigEvent(Db(int(prefix.rsplit("@", 1)[1])), key, message["data"])
+        finally:
+            await pubsub.aclose()
+
+
+def _escape(pattern: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in pattern)
+
+
+def _model_from_fields(fields: dict[str, str]) -> Model:
+    return Model(
+        model_name=fields["model_name"],
+        model_version=fields["model_version"],
+        input_type=fields["input_type"],
+        labels=fields.get("labels", "").split(","),
+        container_name=fields.get("container_name", ""),
+        model_data_path=fields.get("model_data_path", ""),
+        batch_size=int(fields.get("batch_size", "-1")),
+    )
+
+
+def _container_from_fields(fields: dict[str, str]) -> Container:
+    return Container(
+        model_name=fields["model_name"],
+        model_version=fields["model_version"],
+        model_replica_id=int(fields["model_replica_id"]),
+        input_type=fields["input_type"],
+        frontend_id=fields.get("frontend_id", ""),
+        zmq_connection_id=int(fields.get("zmq_connection_id", "0")),
+    )

@@ -1,0 +1,65 @@
+"""One pydantic-settings class per process kind; environment prefix CLIPPER_; units in names."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _frontend_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class QueryFrontendSettings(BaseSettings):
+    """What a query frontend reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIPPER_", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=1337, ge=0, le=65535)
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = Field(default=7000, ge=0, le=65535)
+    frontend_id: str = Field(default_factory=_frontend_id)
+    cache_size_bytes: int = Field(default=32 * 1024 * 1024, ge=0, description="0 turns the cache off.")
+    queue_max_entries: int = Field(default=10_000, gt=0, description="Per model version; past it, 503.")
+    batch_wait_ms: float = Field(default=0.0, ge=0, description="Wait for more queries before a batch.")
+    max_batch_size_entries: int = Field(default=1024, gt=0, description="Cap of the adaptive batch size.")
+    heartbeat_interval_ms: int = Field(default=1000, gt=0)
+    container_timeout_ms: int = Field(default=30_000, gt=0, description="Idle container is dropped after.")
+    frontend_ttl_ms: int = Field(default=5_000, gt=0, description="Registry entry lifetime without refresh.")
+    drain_timeout_ms: int = Field(default=10_000, ge=0, description="On stop, time to answer held queries.")
+    log_level: str = "INFO"
+
+
+class ManagementFrontendSettings(BaseSettings):
+    """What the management frontend reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIPPER_", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379"
+    http_host: str = "127.0.0.1"
+    management_port: int = Field(default=1338, ge=0, le=65535)
+    log_level: str = "INFO"
+
+
+class ContainerSettings(BaseSettings):
+    """A model container's environment, with Clipper's variable names (reference §4.7)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIPPER_", frozen=True)
+
+    model_name: str
+    model_version: str
+    ip: str = "127.0.0.1"
+    port: int = Field(default=7000, ge=1, le=65535)
+    input_type: str = "doubles"
+    model_path: str = "/model"
+    redis_url: str | None = Field(
+        default=None, description="If set, the container also dials every live query frontend found here."
+    )
+    heartbeat_interval_ms: int = Field(default=1000, gt=0)
+    frontend_timeout_ms: int = Field(default=30_000, gt=0)

@@ -1,0 +1,46 @@
+"""Clipper's input types: names, aliases and RPC v3 codes (reference §3, §4.2)."""
+
+from __future__ import annotations
+
+import enum
+
+from clipper.errors import InvalidInput
+
+
+class InputType(enum.IntEnum):
+    """The five input types; the value is the RPC v3 data-type code."""
+
+    BYTES = 0
+    INTEGERS = 1
+    FLOATS = 2
+    DOUBLES = 3
+    STRINGS = 4
+
+    @property
+    def wire_name(self) -> str:
+        """The normalised name Clipper stores and returns (`doubles`, `strings`, ...)."""
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: str) -> InputType:
+        """Accept Clipper's spellings (`d`, `double`, `doubles`, ...); raise InvalidInput otherwise."""
+        found = _ALIASES.get(value)
+        if found is None:
+            raise InvalidInput(
+                f"Invalid input_type '{value}'. Use one of: bytes, integers, floats, doubles, strings"
+            )
+        return found
+
+    @classmethod
+    def parse_env(cls, value: str) -> InputType:
+        """Container-side parsing: case-insensitive and trimmed, as Clipper's runtime does."""
+        return cls.parse(value.strip().lower())
+
+
+_ALIASES: dict[str, InputType] = {
+    **dict.fromkeys(("bytes", "byte", "b"), InputType.BYTES),
+    **dict.fromkeys(("integers", "ints", "integer", "int", "i"), InputType.INTEGERS),
+    **dict.fromkeys(("floats", "float", "f"), InputType.FLOATS),
+    **dict.fromkeys(("doubles", "double", "d"), InputType.DOUBLES),
+    **dict.fromkeys(("strings", "string", "str", "strs", "s"), InputType.STRINGS),
+}
