@@ -8,6 +8,7 @@ Replica ids come from one Redis counter per model version, so frontends never ov
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -190,10 +191,19 @@ class ConfigStore:
         )
 
     async def delete_model(self, name: str, version: str) -> None:
-        """Delete a version and its container records; the management side does it, no frontend needed."""
-        containers = [c.key for c in await self.list_containers() if (c.model_name, c.model_version) == (name, version)]
+        """Delete a version and its container records; the management side does it, no frontend needed.
+
+        If it was the current version and the last one left, the current pointer goes too (nothing to point
+        at); if other versions remain, the pointer is left for the operator to move (as Clipper does).
+        """
+        containers = [
+            c.key for c in await self.list_containers() if (c.model_name, c.model_version) == (name, version)
+        ]
         ops: list[tuple[Db, tuple[Any, ...]]] = [(Db.MODELS, ("DEL", f"{name}:{version}"))]
         ops += [(Db.CONTAINERS, ("DEL", key)) for key in containers]
+        others = [v for v in await self.model_versions(name) if v != version]
+        if not others and await self.get_current_version(name) == version:
+            ops.append((Db.METADATA, ("DEL", CURRENT_VERSION_PREFIX + name)))
         await self._transaction(ops)
 
     async def get_current_version(self, name: str) -> str | None:
@@ -278,11 +288,16 @@ class ConfigStore:
                 f"on the server (notify-keyspace-events AKE) and restart the frontend: {e}"
             ) from e
 
-    async def watch(self) -> AsyncIterator[ConfigEvent]:
-        """Yield every change to apps, links, versions, models, containers and frontends, forever."""
+    async def watch(self, subscribed: asyncio.Event | None = None) -> AsyncIterator[ConfigEvent]:
+        """Yield every change to apps, links, versions, models, containers and frontends, forever.
+
+        `subscribed` is set once no later change can be missed, so a caller can load a snapshot then.
+        """
         pubsub = self._dbs[Db.APPS].pubsub()
         watched = (Db.MODELS, Db.CONTAINERS, Db.APPS, Db.METADATA, Db.LINKS, Db.FRONTENDS)
         await pubsub.psubscribe(*(f"__keyspace@{int(db)}__:*" for db in watched))
+        if subscribed is not None:
+            subscribed.set()
         try:
             async for message in pubsub.listen():
                 if message["type"] != "pmessage":

@@ -1,0 +1,172 @@
+"""Composition root of a query frontend: `python -m clipper.frontends.query`.
+
+Start order: config store -> processor -> config follower (subscribe, then snapshot) -> RPC server ->
+frontend registry heartbeat -> HTTP. Stop order drains: stop accepting, answer what is held, then leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import redis.exceptions
+import uvloop
+from granian.constants import Interfaces
+from granian.server.embed import Server
+from prometheus_client import CollectorRegistry
+
+from clipper.config.store import ConfigStore
+from clipper.frontends.follower import ConfigFollower
+from clipper.frontends.metrics import QueryMetrics
+from clipper.frontends.query_http import QueryApp
+from clipper.query.processor import QueryProcessor
+from clipper.rpc.server import Replica, RpcServer
+from clipper.schema import Container, Frontend
+from clipper.settings import QueryFrontendSettings
+
+logger = logging.getLogger(__name__)
+
+
+class StoreRecorder:
+    """Records this frontend's replicas in the config store (DB 3) under cluster-unique replica ids."""
+
+    def __init__(self, store: ConfigStore, frontend_id: str) -> None:
+        self._store = store
+        self._frontend_id = frontend_id
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def register(self, replica: Replica) -> int:
+        replica_id = await self._store.next_replica_id(replica.model_name, replica.model_version)
+        await self._store.add_container(self._record(replica, replica_id))
+        return replica_id
+
+    def forget(self, replica: Replica) -> None:
+        task = asyncio.create_task(
+            self._store.remove_container(replica.model_name, replica.model_version, replica.replica_id)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _record(self, replica: Replica, replica_id: int) -> Container:
+        return Container(
+            model_name=replica.model_name,
+            model_version=replica.model_version,
+            model_replica_id=replica_id,
+            input_type=replica.input_type.wire_name,
+            frontend_id=self._frontend_id,
+            zmq_connection_id=replica.connection_id,
+        )
+
+
+async def connect_store(settings: QueryFrontendSettings) -> ConfigStore:
+    """Connect to Redis, retrying until it answers (Clipper's frontends wait forever too)."""
+    store = ConfigStore(settings.redis_url)
+    attempt = 0
+    while True:
+        try:
+            await store.start()
+            return store
+        except (redis.exceptions.ConnectionError, OSError) as e:
+            await store.close()
+            if attempt % 10 == 0:
+                logger.warning("Waiting for Redis at %s: %s", settings.redis_url, e)
+            attempt += 1
+            await asyncio.sleep(0.5)
+
+
+async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Event) -> None:
+    """Build and run one query frontend until `stop` is set, then drain and leave."""
+    fid = settings.frontend_id
+    store = await connect_store(settings)
+    metrics = QueryMetrics(CollectorRegistry(), fid)
+    recorder = StoreRecorder(store, fid)
+    processor = QueryProcessor(
+        None,
+        recorder,
+        metrics,
+        cache_size_bytes=settings.cache_size_bytes,
+        queue_max_entries=settings.queue_max_entries,
+        max_batch_size=settings.max_batch_size_entries,
+        batch_wait_ms=settings.batch_wait_ms,
+    )
+    rpc = RpcServer(
+        settings.rpc_host,
+        settings.rpc_port,
+        processor,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        container_timeout_ms=settings.container_timeout_ms,
+    )
+    processor.transport = rpc
+    follower = ConfigFollower(store, processor)
+    app = QueryApp(processor, metrics, fid)
+    server = Server(
+        app, address=settings.http_host, port=settings.http_port, interface=Interfaces.RSGI,
+        log_enabled=False, backlog=2048,
+    )  # fmt: skip
+    await store.remove_frontend_containers(fid)
+    await follower.start()
+    await rpc.start()
+    me = Frontend(
+        frontend_id=fid,
+        rpc_address=f"{settings.rpc_host}:{rpc.port}",
+        http_address=f"{settings.http_host}:{settings.http_port}",
+    )
+    registry_task = asyncio.create_task(_heartbeat_registry(store, me, settings.frontend_ttl_ms))
+    http_task = asyncio.create_task(server.serve())
+    app.ready = True
+    logger.info("Query frontend %s serving HTTP on %s:%d", fid, settings.http_host, settings.http_port)
+    try:
+        await stop.wait()
+    finally:
+        app.draining = True
+        registry_task.cancel()
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await store.deregister_frontend(fid)
+        await _drain(processor, settings.drain_timeout_ms / 1000)
+        server.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await http_task
+        processor.shutdown()
+        await rpc.stop()
+        await follower.stop()
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await store.remove_frontend_containers(fid)
+        await store.close()
+        logger.info("Query frontend %s stopped", fid)
+
+
+async def _drain(processor: QueryProcessor, timeout_s: float) -> None:
+    """Wait until nothing is queued or in flight, at most `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while processor.has_work() and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+
+
+async def _heartbeat_registry(store: ConfigStore, me: Frontend, ttl_ms: int) -> None:
+    while True:
+        try:
+            await store.register_frontend(me, ttl_ms)
+        except redis.exceptions.RedisError as e:
+            logger.warning("Could not refresh frontend registration: %s", e)
+        await asyncio.sleep(ttl_ms / 3000)
+
+
+def main() -> None:
+    settings = QueryFrontendSettings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_query_frontend(settings, stop)
+
+    uvloop.run(_run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The query frontend's HTTP edge (RSGI): POST /<app>/predict, GET /metrics, GET /health.
+
+It parses, calls the QueryProcessor and formats Clipper's response JSON; nothing else. Bytes are written
+by hand because this is the hottest code in the system and a framework costs more than it gives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from clipper.errors import ClipperError, InvalidInput, Overloaded, UnknownApp, UnknownVersion
+from clipper.frontends.metrics import QueryMetrics
+from clipper.query.answers import DefaultAnswer, PendingRequest, embed_json
+from clipper.query.inputs import parse_request
+from clipper.query.processor import QueryProcessor
+
+logger = logging.getLogger(__name__)
+
+JSON_HEADERS = [("content-type", "application/json")]
+
+# The query edge's one error table: domain error -> (status, Clipper's `error` name).
+HTTP_ERRORS: dict[type[ClipperError], tuple[int, str]] = {
+    InvalidInput: (400, "Json error"),
+    UnknownVersion: (400, "Query processing error"),
+    UnknownApp: (404, "Unknown application"),
+    Overloaded: (503, "Overloaded"),
+}
+
+
+def error_body(error: str, cause: str) -> bytes:
+    return orjson.dumps({"error": error, "cause": cause})
+
+
+def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, int]:
+    """Response body and the number of default answers in it."""
+    parts = []
+    defaults = 0
+    default_json = request.default_output
+    for i, answer in enumerate(request.answers):
+        qid = request.first_query_id + i
+        if isinstance(answer, DefaultAnswer):
+            defaults += 1
+            parts.append(
+                b'{"query_id":%d,"output":%b,"default":true,"default_explanation":%b}'
+                % (qid, default_json, orjson.dumps(answer.explanation))
+            )
+        else:
+            parts.append(
+                b'{"query_id":%d,"output":%b,"default":false}' % (qid, embed_json(answer or b"null"))
+            )
+    if batch:
+        return b'{"batch_predictions":[%b]}' % b",".join(parts), defaults
+    return parts[0], defaults
+
+
+class QueryApp:
+    """RSGI application of one query frontend."""
+
+    def __init__(self, processor: QueryProcessor, metrics: QueryMetrics, frontend_id: str) -> None:
+        self.processor = processor
+        self.metrics = metrics
+        self.frontend_id = frontend_id
+        self.ready = False
+        self.draining = False
+
+    async def __call__(self, scope: Any, proto: Any) -> None:
+        path: str = scope.path
+        method: str = scope.method
+        parts = path.strip("/").split("/")
+        if method == "POST" and len(parts) == 2 and parts[1] == "predict":
+            status, headers, body = await self.predict(parts[0], await proto())
+        elif method == "GET" and path == "/metrics":
+            status, headers, body = (
+                200,
+                [("content-type", CONTENT_TYPE_LATEST)],
+                generate_latest(self.metrics.registry),
+            )
+        elif method == "GET" and path == "/health":
+            ok = self.ready and not self.draining
+            status, headers = (200 if ok else 503), JSON_HEADERS
+            body = orjson.dumps({"status": "ok" if ok else "draining" if self.draining else "starting",
+                                 "frontend_id": self.frontend_id})  # fmt: skip
+        elif method == "POST" and len(parts) == 2 and parts[1] == "update":
+            status, headers = 501, JSON_HEADERS
+            body = error_body("Not implemented", "feedback (/update) is not supported yet")
+        else:
+            status, headers = 404, JSON_HEADERS
+            body = error_body("Not found", f"No route for {method} {path}")
+        proto.response_bytes(status, headers, body)
+
+    async def predict(self, app_name: str, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Answer one predict request; domain errors become Clipper-shaped JSON errors."""
+        start = time.perf_counter()
+        try:
+            route = self.processor.route(app_name)
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                raise InvalidInput(f"Error parsing JSON: {e}") from e
+            inputs, batch, version = parse_request(body, route.input_type)
+            request = self.processor.submit(route, inputs, version)
+        except ClipperError as e:
+            status, name = next(
+                (v for cls, v in HTTP_ERRORS.items() if isinstance(e, cls)), (500, "Internal error")
+            )
+            if isinstance(e, Overloaded):
+                self.metrics.rejected(app_name)
+                return status, [*JSON_HEADERS, ("retry-after", "1")], error_body(name, str(e))
+            return status, JSON_HEADERS, error_body(name, str(e))
+        await request.done
+        out, defaults = render_answers(request, batch)
+        self.metrics.request_done(app_name, time.perf_counter() - start, len(inputs), defaults)
+        return 200, JSON_HEADERS, out

@@ -1,0 +1,361 @@
+"""QueryProcessor: app -> model version, cache, per-version queues, dispatch to replicas, default outputs.
+
+Everything here runs on the event loop's thread; nothing blocks and nothing awaits on the query path:
+`submit` enqueues and may send a batch at once, answers arrive through `response`, and the caller awaits
+the request's future, which the SLO timer completes in every case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from clipper.errors import InvalidInput, UnknownApp, UnknownVersion
+from clipper.query.answers import NO_MODEL_ANSWER, SLO_ANSWER, DefaultAnswer, PendingRequest
+from clipper.query.batching import AimdBatchSizer, DeadlineQueue
+from clipper.query.cache import PredictionCache
+from clipper.rpc import codec
+from clipper.rpc.server import Replica, ReplicaGone, RpcListener
+from clipper.types import InputType
+
+logger = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    """How batches leave: the RPC server."""
+
+    def send_predict(self, replica: Replica, msg_id: int, inputs: list[bytes]) -> None: ...
+
+
+class ReplicaRecorder(Protocol):
+    """Where replicas are recorded (the config store); assigns cluster-unique replica ids."""
+
+    async def register(self, replica: Replica) -> int: ...
+
+    def forget(self, replica: Replica) -> None: ...
+
+
+class MetricsSink(Protocol):
+    """The few numbers the core reports; frontends.metrics implements it with Prometheus."""
+
+    def request_done(self, app: str, latency_s: float, n_queries: int, n_default: int) -> None: ...
+
+    def batch_done(self, model: str, version: str, size: int, latency_s: float, failed: bool) -> None: ...
+
+    def cache_lookup(self, model: str, version: str, hit: bool) -> None: ...
+
+    def queue_length(self, model: str, version: str, length: int) -> None: ...
+
+    def rejected(self, app: str) -> None: ...
+
+
+@dataclass(slots=True)
+class AppRoute:
+    """An app as the query path needs it."""
+
+    name: str
+    input_type: InputType
+    default_output: bytes
+    slo_ns: int
+    model: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Query:
+    """One input on its way to a model version; several requests may wait on it (identical inputs)."""
+
+    input: bytes
+    deadline_ns: int
+    waiters: list[tuple[PendingRequest, int]]
+    retried: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class VersionState:
+    """Queue, replicas and batch sizing of one model version on this frontend."""
+
+    name: str
+    version: str
+    queue: DeadlineQueue[Query]
+    sizer: AimdBatchSizer
+    replicas: list[Replica] = field(default_factory=list)
+    idle: list[Replica] = field(default_factory=list)
+    pending: dict[bytes, Query] = field(default_factory=dict)
+    wait_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True, eq=False)
+class InFlight:
+    state: VersionState
+    replica: Replica
+    batch: list[Query]
+    sent_ns: int
+
+
+class QueryProcessor(RpcListener):
+    """The query core of one frontend. Config arrives through the `set_*`/`remove_*` methods."""
+
+    def __init__(
+        self,
+        transport: Transport | None,
+        recorder: ReplicaRecorder,
+        metrics: MetricsSink,
+        *,
+        cache_size_bytes: int,
+        queue_max_entries: int,
+        max_batch_size: int,
+        batch_wait_ms: float = 0.0,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.transport = transport
+        self._recorder = recorder
+        self._metrics = metrics
+        self._clock = clock
+        self._queue_max = queue_max_entries
+        self._max_batch = max_batch_size
+        self._batch_wait_s = batch_wait_ms / 1000
+        self.cache = PredictionCache(cache_size_bytes)
+        self.apps: dict[str, AppRoute] = {}
+        self.current_versions: dict[str, str] = {}
+        self.model_batch_sizes: dict[tuple[str, str], int] = {}
+        self.versions: dict[tuple[str, str], VersionState] = {}
+        self._busy: dict[Replica, int] = {}
+        self._in_flight: dict[int, InFlight] = {}
+        self._msg_ids = itertools.count()
+        self._query_ids = itertools.count()
+
+    # --- configuration (called by the config follower) --------------------------------------
+
+    def set_app(self, route: AppRoute) -> None:
+        self.apps[route.name] = route
+
+    def remove_app(self, name: str) -> None:
+        self.apps.pop(name, None)
+
+    def set_link(self, app: str, model: str | None) -> None:
+        route = self.apps.get(app)
+        if route is not None:
+            route.model = model
+
+    def set_current_version(self, model: str, version: str | None) -> None:
+        if version is None:
+            self.current_versions.pop(model, None)
+        else:
+            self.current_versions[model] = version
+
+    def set_model(self, name: str, version: str, batch_size: int) -> None:
+        """A model version exists (or changed); a new deployment under the same name never sees stale outputs."""
+        key = (name, version)
+        self.model_batch_sizes[key] = batch_size
+        self.cache.invalidate(name, version)
+        state = self.versions.get(key)
+        if state is not None:
+            state.sizer = self._sizer(batch_size)
+
+    def remove_model(self, name: str, version: str) -> None:
+        self.model_batch_sizes.pop((name, version), None)
+        self.cache.invalidate(name, version)
+
+    def known_versions(self, model: str) -> list[str]:
+        return sorted(v for (m, v) in self.model_batch_sizes if m == model)
+
+    def _sizer(self, batch_size: int) -> AimdBatchSizer:
+        if batch_size > 0:
+            return AimdBatchSizer(batch_size, fixed=True)
+        return AimdBatchSizer(self._max_batch)
+
+    def _state(self, name: str, version: str) -> VersionState:
+        key = (name, version)
+        state = self.versions.get(key)
+        if state is None:
+            state = VersionState(
+                name,
+                version,
+                DeadlineQueue(self._queue_max),
+                self._sizer(self.model_batch_sizes.get(key, -1)),
+            )
+            self.versions[key] = state
+        return state
+
+    # --- the query path ---------------------------------------------------------------------
+
+    def route(self, app_name: str) -> AppRoute:
+        route = self.apps.get(app_name)
+        if route is None:
+            raise UnknownApp(f"No application named '{app_name}'")
+        return route
+
+    def submit(self, route: AppRoute, inputs: list[bytes], version: str | None = None) -> PendingRequest:
+        """Start answering `inputs` for an app; the returned request completes by its deadline at the latest."""
+        loop = asyncio.get_running_loop()
+        first_id = next(self._query_ids)
+        for _ in range(len(inputs) - 1):
+            next(self._query_ids)
+        request = PendingRequest(len(inputs), route.default_output, first_id, loop)
+        model = route.model
+        if version is not None:
+            if model is None:
+                raise InvalidInput(
+                    f"version '{version}' requested but no model is linked to app '{route.name}'"
+                )
+            if (model, version) not in self.model_batch_sizes:
+                raise UnknownVersion(f"Requested version: {version} does not exist for model: {model}")
+        elif model is not None:
+            version = self.current_versions.get(model)
+        state = self.versions.get((model, version)) if model is not None and version is not None else None
+        if state is None or not state.replicas:
+            for i in range(len(inputs)):
+                request.resolve(i, NO_MODEL_ANSWER)
+            return request
+        now = self._clock()
+        deadline = now + route.slo_ns
+        cache = self.cache
+        for i, data in enumerate(inputs):
+            if cache.enabled:
+                hit = cache.get((state.name, state.version, data))
+                self._metrics.cache_lookup(state.name, state.version, hit is not None)
+                if hit is not None:
+                    request.resolve(i, hit)
+                    continue
+                shared = state.pending.get(data)
+                if shared is not None:
+                    shared.waiters.append((request, i))
+                    continue
+            query = Query(data, deadline, [(request, i)])
+            state.queue.push(deadline, query)  # Overloaded propagates: the caller answers 503
+            if cache.enabled:
+                state.pending[data] = query
+        if request.remaining:
+            request.timer = loop.call_later(route.slo_ns / 1e9, request.expire)
+            self._dispatch(state)
+        return request
+
+    def _dispatch(self, state: VersionState) -> None:
+        """Give queued queries to idle replicas, one batch each, up to the adaptive limit."""
+        if state.wait_timer is not None:
+            return
+        queue = state.queue
+        while state.idle and len(queue):
+            limit = state.sizer.limit
+            if self._batch_wait_s and len(queue) < limit and not state.wait_timer:
+                state.wait_timer = asyncio.get_running_loop().call_later(
+                    self._batch_wait_s, self._wait_over, state
+                )
+                return
+            now = self._clock()
+            batch = queue.take(limit, now, lambda q: self._expired(state, q))
+            if not batch:
+                break
+            replica = state.idle.pop()
+            msg_id = next(self._msg_ids) & 0xFFFFFFFF
+            try:
+                assert self.transport is not None
+                self.transport.send_predict(replica, msg_id, [q.input for q in batch])
+            except ReplicaGone:
+                for q in batch:
+                    queue.push_front(q.deadline_ns, q)
+                continue  # replica_removed has already dropped it
+            self._busy[replica] = msg_id
+            self._in_flight[msg_id] = InFlight(state, replica, batch, now)
+        self._metrics.queue_length(state.name, state.version, len(queue))
+
+    def _wait_over(self, state: VersionState) -> None:
+        state.wait_timer = None
+        wait, self._batch_wait_s = self._batch_wait_s, 0.0
+        try:
+            self._dispatch(state)
+        finally:
+            self._batch_wait_s = wait
+
+    def _expired(self, state: VersionState, query: Query) -> None:
+        self._finish(state, query, SLO_ANSWER)
+
+    def _finish(self, state: VersionState, query: Query, answer: bytes | DefaultAnswer) -> None:
+        if state.pending.get(query.input) is query:
+            del state.pending[query.input]
+        for request, index in query.waiters:
+            request.resolve(index, answer)
+
+    # --- RPC events -------------------------------------------------------------------------
+
+    async def replica_added(self, replica: Replica) -> None:
+        replica.replica_id = await self._recorder.register(replica)
+        state = self._state(replica.model_name, replica.model_version)
+        state.replicas.append(replica)
+        state.idle.append(replica)
+        self._dispatch(state)
+
+    def replica_removed(self, replica: Replica) -> None:
+        self._recorder.forget(replica)
+        state = self.versions.get(replica.model_key)
+        if state is None:
+            return
+        if replica in state.replicas:
+            state.replicas.remove(replica)
+        if replica in state.idle:
+            state.idle.remove(replica)
+        msg_id = self._busy.pop(replica, None)
+        flight = self._in_flight.pop(msg_id, None) if msg_id is not None else None
+        now = self._clock()
+        gone = DefaultAnswer(f"Model container {replica.model_name}:{replica.model_version} disconnected")
+        if flight is not None:
+            for query in flight.batch:
+                if state.replicas and not query.retried and query.deadline_ns > now:
+                    query.retried = True  # once, on another replica of the same version
+                    state.queue.push_front(query.deadline_ns, query)
+                else:
+                    self._finish(state, query, gone)
+        if not state.replicas:
+            for query in state.queue.drain():
+                self._finish(state, query, gone)
+        self._dispatch(state)
+
+    def response(self, replica: Replica, msg: codec.PredictResponse | codec.ContainerError) -> None:
+        flight = self._in_flight.pop(msg.msg_id, None)
+        if flight is None:
+            return
+        self._busy.pop(replica, None)
+        state, batch = flight.state, flight.batch
+        now = self._clock()
+        failed = isinstance(msg, codec.ContainerError)
+        if isinstance(msg, codec.PredictResponse) and len(msg.outputs) == len(batch):
+            cache = self.cache
+            for query, output in zip(batch, msg.outputs, strict=True):
+                if cache.enabled:
+                    cache.put((state.name, state.version, query.input), output)
+                self._finish(state, query, output)
+        else:
+            reason = (
+                msg.message
+                if isinstance(msg, codec.ContainerError)
+                else (f"model returned {len(msg.outputs)} outputs for {len(batch)} inputs")
+            )
+            failed = True
+            error = DefaultAnswer(f"Model {state.name}:{state.version} failed: {reason}")
+            for query in batch:
+                self._finish(state, query, error)
+        met = all(q.deadline_ns >= now for q in batch)
+        state.sizer.observe(len(batch), met)
+        self._metrics.batch_done(state.name, state.version, len(batch), (now - flight.sent_ns) / 1e9, failed)
+        if replica in state.replicas:
+            state.idle.append(replica)
+        self._dispatch(state)
+
+    def shutdown(self) -> None:
+        """Answer everything still held with the default output (used when the frontend stops)."""
+        for state in self.versions.values():
+            for query in state.queue.drain():
+                self._finish(state, query, SLO_ANSWER)
+        for flight in self._in_flight.values():
+            for query in flight.batch:
+                self._finish(flight.state, query, SLO_ANSWER)
+        self._in_flight.clear()
+
+    def has_work(self) -> bool:
+        """Whether any query is queued or in flight (a draining frontend waits for this to be False)."""
+        return bool(self._in_flight) or any(len(s.queue) for s in self.versions.values())
