@@ -63,3 +63,7 @@ class ContainerSettings(BaseSettings):
     )
     heartbeat_interval_ms: int = Field(default=1000, gt=0)
     frontend_timeout_ms: int = Field(default=30_000, gt=0)
+    predict_module: str | None = Field(
+        default=None, description="'pkg.module:function' to serve instead of <model_path>/func.pkl."
+    )
+    ready_file: str | None = Field(default=None, description="Written once the model is loaded.")

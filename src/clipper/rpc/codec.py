@@ -74,6 +74,15 @@ ContainerMessage = Heartbeat | NewContainer | PredictResponse | ContainerError
 
 def decode_container_message(frames: list[bytes]) -> ContainerMessage:
     """Parse `[""][u32 type]...` as sent by a container's DEALER."""
+    try:
+        return _decode_container_message(frames)
+    except ProtocolError:
+        raise
+    except (struct.error, IndexError, ValueError) as e:
+        raise ProtocolError(f"malformed message: {e}") from e
+
+
+def _decode_container_message(frames: list[bytes]) -> ContainerMessage:
     if len(frames) < 2 or frames[0] != EMPTY or len(frames[1]) != 4:
         raise ProtocolError("expected an empty delimiter and a u32 message type")
     (msg_type,) = _U32.unpack(frames[1])
@@ -130,7 +139,14 @@ def encode_response(msg_id: int, outputs: list[bytes]) -> list[bytes]:
     """One batch's outputs: `[""][u32 1][msg id][u64 H][u64 N, N x u64 len][out]...`."""
     n = len(outputs)
     header = struct.pack(f"<{n + 1}Q", n, *map(len, outputs))
-    return [EMPTY, _TYPE_FRAMES[MSG_CONTAINER_CONTENT], _U32.pack(msg_id), _U64.pack(len(header)), header, *outputs]
+    return [
+        EMPTY,
+        _TYPE_FRAMES[MSG_CONTAINER_CONTENT],
+        _U32.pack(msg_id),
+        _U64.pack(len(header)),
+        header,
+        *outputs,
+    ]
 
 
 def encode_container_error(msg_id: int, message: str) -> list[bytes]:
@@ -187,6 +203,15 @@ def encode_predict_request(msg_id: int, input_type: InputType, inputs: list[byte
 
 def decode_frontend_message(frames: list[bytes]) -> FrontendMessage:
     """Parse what a container's DEALER receives: `[""][u32 version][u32 type]...`."""
+    try:
+        return _decode_frontend_message(frames)
+    except ProtocolError:
+        raise
+    except (struct.error, IndexError, ValueError) as e:
+        raise ProtocolError(f"malformed message: {e}") from e
+
+
+def _decode_frontend_message(frames: list[bytes]) -> FrontendMessage:
     if len(frames) < 3 or frames[0] != EMPTY:
         raise ProtocolError("expected an empty delimiter, an RPC version and a message type")
     (msg_type,) = _U32.unpack(frames[2])

@@ -1,0 +1,50 @@
+"""Predict functions the tests deploy (imported by containers through CLIPPER_PREDICT_MODULE)."""
+
+import os
+import time
+
+import numpy as np
+
+_calls = 0
+
+
+def sum_inputs(inputs):
+    """One number per input: the sum of its elements (strings: their length)."""
+    return [str(len(x)) if isinstance(x, bytes) else str(np.asarray(x).sum()) for x in inputs]
+
+
+def echo_strings(inputs):
+    return [x.decode() for x in inputs]
+
+
+def count_calls(inputs):
+    """Answers with how many inputs this container has seen: a cached answer keeps an old count."""
+    global _calls
+    out = []
+    for _ in inputs:
+        _calls += 1
+        out.append(str(_calls))
+    return out
+
+
+def batch_size(inputs):
+    """Each input is answered with the size of the batch it came in, after a short compute."""
+    time.sleep(0.002)
+    return [str(len(inputs))] * len(inputs)
+
+
+def pid(inputs):
+    return [str(os.getpid())] * len(inputs)
+
+
+def slow(inputs):
+    time.sleep(float(os.environ.get("TEST_SLOW_S", "1.0")))
+    return [str(len(x)) for x in inputs]
+
+
+def fail(inputs):
+    raise ValueError("this model always fails")
+
+
+def wrong_count(inputs):
+    return ["1"] * (len(inputs) + 1)

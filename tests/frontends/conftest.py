@@ -1,0 +1,149 @@
+"""A query frontend process on free ports, config written through the store, model runtimes as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from clipper.config.store import ConfigStore
+from clipper.schema import App, Model
+from tests.conftest import free_port
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 20, what: str = "condition") -> None:
+    """Poll `condition` until it holds; fail the test with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class QueryCluster:
+    """A running query frontend plus helpers to configure it and start model containers."""
+
+    def __init__(self, redis_url: str, tmp: Path, **settings: str) -> None:
+        self.redis_url = redis_url
+        self.tmp = tmp
+        self.http_port = free_port()
+        self.rpc_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        env = {
+            "CLIPPER_REDIS_URL": redis_url,
+            "CLIPPER_HTTP_PORT": str(self.http_port),
+            "CLIPPER_RPC_PORT": str(self.rpc_port),
+            **settings,
+        }
+        self.frontend = self._spawn([sys.executable, "-m", "clipper.frontends.query"], env, "frontend")
+        wait_until(self._healthy, what="the query frontend's /health")
+        self.redis = redis.Redis.from_url(redis_url, db=3, decode_responses=True)
+
+    def _spawn(self, cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}-{len(self.procs)}.log", "wb")  # noqa: SIM115 - owned by the process
+        full_env = {**os.environ, "PYTHONPATH": f"{TESTS_DIR}:{TESTS_DIR.parent}", **env}
+        proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/health", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def _store(self, fn: Callable[[ConfigStore], object]) -> None:
+        async def run() -> None:
+            async with ConfigStore(self.redis_url) as store:
+                await fn(store)  # type: ignore[misc]
+
+        asyncio.run(run())
+
+    def app(self, name: str, input_type: str = "doubles", model: str | None = None, *,
+            default: str = "-1.0", slo_micros: int = 2_000_000) -> None:  # fmt: skip
+        """Register an app (and its link); wait until the frontend knows it."""
+
+        async def write(store: ConfigStore) -> None:
+            await store.add_app(App(name=name, input_type=input_type, default_output=default,
+                                    latency_slo_micros=slo_micros))  # fmt: skip
+            if model is not None:
+                await store.add_link(name, model)
+
+        self._store(write)
+        wait_until(lambda: self.post(name, {"input_batch": []}).status_code == 200, what=f"app {name}")
+
+    def model(self, name: str, version: str = "1", input_type: str = "doubles", batch_size: int = -1) -> None:
+        self._store(lambda s: s.add_model(Model(model_name=name, model_version=version, input_type=input_type,
+                                                batch_size=batch_size)))  # fmt: skip
+
+    def set_version(self, name: str, version: str) -> None:
+        self._store(lambda s: s.set_current_version(name, version))
+
+    def container(self, model: str, function: str, version: str = "1", input_type: str = "doubles",
+                  wait: bool = True, **env: str) -> subprocess.Popen[bytes]:  # fmt: skip
+        """Start `python -m clipper.runtime` serving `clipper_test_models.<function>`; wait until registered."""
+        before = self.replicas(model, version)
+        proc = self._spawn(
+            [sys.executable, "-m", "clipper.runtime"],
+            {
+                "CLIPPER_MODEL_NAME": model,
+                "CLIPPER_MODEL_VERSION": version,
+                "CLIPPER_INPUT_TYPE": input_type,
+                "CLIPPER_PORT": str(self.rpc_port),
+                "CLIPPER_PREDICT_MODULE": f"clipper_test_models:{function}",
+                **env,
+            },
+            f"container-{model}",
+        )
+        if wait:
+            wait_until(lambda: self.replicas(model, version) > before, what=f"{model}:{version} to register")
+        return proc
+
+    def replicas(self, model: str, version: str) -> int:
+        return len(list(self.redis.scan_iter(f"{model},{version},*")))
+
+    def post(self, app: str, body: object, timeout: float = 30) -> requests.Response:
+        return requests.post(f"{self.url}/{app}/predict", json=body, timeout=timeout)
+
+    def metrics(self) -> str:
+        return requests.get(f"{self.url}/metrics", timeout=5).text
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.redis.close()
+
+
+@pytest.fixture
+def make_cluster(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., QueryCluster]]:
+    clusters: list[QueryCluster] = []
+
+    def make(**settings: str) -> QueryCluster:
+        cluster = QueryCluster(redis_url, tmp_path, **settings)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.close()
+
+
+@pytest.fixture
+def cluster(make_cluster: Callable[..., QueryCluster]) -> QueryCluster:
+    return make_cluster()

@@ -1,0 +1,201 @@
+"""The query path end to end: real Redis, a real frontend process, real runtimes over real ZeroMQ."""
+
+from __future__ import annotations
+
+import base64
+import re
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.frontends.conftest import QueryCluster, wait_until
+
+
+@pytest.mark.parametrize(
+    ("input_type", "single", "batch", "expected"),
+    [
+        ("doubles", [1.0, 2.5], [[1, 2], [3.5]], ["3.5", "3.0", "3.5"]),
+        ("floats", [0.5, 0.25], [[1.0], [2.0, 2.0]], ["0.75", "1.0", "4.0"]),
+        ("integers", [1, 2, 3], [[4], [5, 6]], ["6", "4", "11"]),
+        ("strings", "hello", ["a", "abc"], ["5", "1", "3"]),
+        ("bytes", base64.b64encode(b"xyz").decode(), [base64.b64encode(b"ab").decode()], ["363", "195"]),
+    ],
+)
+def test_predict_each_input_type(cluster: QueryCluster, input_type, single, batch, expected):
+    cluster.model("m", input_type=input_type)
+    cluster.container("m", "sum_inputs", input_type=input_type)
+    cluster.app("a", input_type, "m")
+    reply = cluster.post("a", {"input": single}).json()
+    assert reply["default"] is False
+    assert str(reply["output"]) == expected[0]
+    batch_reply = cluster.post("a", {"input_batch": batch}).json()
+    assert [str(p["output"]) for p in batch_reply["batch_predictions"]] == expected[1:]
+    assert all(p["default"] is False for p in batch_reply["batch_predictions"])
+
+
+def test_app_without_a_linked_model_answers_its_default(cluster: QueryCluster):
+    cluster.app("lonely", default="42")
+    reply = cluster.post("lonely", {"input": [1.0]}).json()
+    assert reply == {
+        "query_id": reply["query_id"],
+        "output": 42,
+        "default": True,
+        "default_explanation": "No connected models found for query",
+    }
+
+
+def test_unknown_app_is_a_json_404(cluster: QueryCluster):
+    response = cluster.post("nope", {"input": [1.0]})
+    assert response.status_code == 404
+    assert "nope" in response.json()["cause"]
+
+
+def test_bad_input_is_a_400_naming_the_problem(cluster: QueryCluster):
+    cluster.app("a")
+    response = cluster.post("a", {"input": "not an array"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "Json error"
+    assert "input expected type Array" in response.json()["cause"]
+
+
+def test_a_model_that_raises_answers_with_the_error_and_keeps_serving(cluster: QueryCluster):
+    cluster.model("bad")
+    cluster.container("bad", "fail")
+    cluster.app("a", model="bad")
+    for _ in range(2):  # the container survives the first failure
+        reply = cluster.post("a", {"input": [1.0]}).json()
+        assert reply["default"] is True
+        assert "this model always fails" in reply["default_explanation"]
+
+
+def test_a_model_returning_the_wrong_number_of_outputs_is_an_error(cluster: QueryCluster):
+    cluster.model("bad")
+    cluster.container("bad", "wrong_count")
+    cluster.app("a", model="bad")
+    reply = cluster.post("a", {"input": [1.0]}).json()
+    assert reply["default"] is True
+    assert "2 outputs for 1 inputs" in reply["default_explanation"]
+
+
+def test_a_slow_model_is_answered_with_the_default_within_the_slo(cluster: QueryCluster):
+    cluster.model("slow")
+    cluster.container("slow", "slow", TEST_SLOW_S="5")
+    cluster.app("a", model="slow", slo_micros=100_000)
+    reply = cluster.post("a", {"input": [1.0]}).json()
+    assert reply["default"] is True
+    assert reply["default_explanation"] == "Failed to retrieve a prediction response within the specified latency SLO"
+
+
+def test_container_killed_mid_batch_every_query_is_answered_and_a_restart_serves_again(cluster: QueryCluster):
+    cluster.model("m")
+    victim = cluster.container("m", "slow", TEST_SLOW_S="30")
+    cluster.app("a", model="m", slo_micros=60_000_000)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(cluster.post, "a", {"input": [float(i)]}, 60) for i in range(8)]
+        wait_until(lambda: "clipper_model_queue_length" in cluster.metrics(), what="queries to queue")
+        victim.send_signal(signal.SIGKILL)
+        replies = [f.result().json() for f in futures]
+    # Answered at once with a reason, not after the 60 s SLO.
+    assert all(r["default"] is True for r in replies)
+    assert all("disconnected" in r["default_explanation"] for r in replies)
+    cluster.container("m", "sum_inputs")
+    assert cluster.post("a", {"input": [2.0, 3.0]}).json()["output"] == 5.0
+
+
+def test_queries_in_flight_on_a_killed_replica_are_retried_on_another(cluster: QueryCluster):
+    cluster.model("m")
+    victim = cluster.container("m", "slow", TEST_SLOW_S="30")
+    cluster.app("a", model="m", slo_micros=60_000_000)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(cluster.post, "a", {"input": [1.0, 2.0]}, 60)
+        wait_until(lambda: re.search(r'clipper_model_batch_size_count\{[^}]*\} 1', cluster.metrics()) is None
+                   and victim.poll() is None and _in_flight(cluster), what="the batch to be sent")  # fmt: skip
+        cluster.container("m", "sum_inputs")
+        victim.send_signal(signal.SIGKILL)
+        reply = future.result().json()
+    assert reply["default"] is False
+    assert reply["output"] == 3.0
+
+
+def _in_flight(cluster: QueryCluster) -> bool:
+    return 'clipper_model_queue_length{model="m",version="1"} 0.0' in cluster.metrics()
+
+
+def test_identical_queries_are_served_from_the_cache(cluster: QueryCluster):
+    cluster.model("m")
+    cluster.container("m", "count_calls")
+    cluster.app("a", model="m")
+    first = cluster.post("a", {"input": [7.0]}).json()["output"]
+    assert cluster.post("a", {"input": [7.0]}).json()["output"] == first
+    assert cluster.post("a", {"input": [8.0]}).json()["output"] != first
+    assert re.search(r'clipper_cache_lookups_total\{[^}]*result="hit"[^}]*\} 1\.0', cluster.metrics())
+
+
+def test_cache_can_be_turned_off(make_cluster):
+    cluster = make_cluster(CLIPPER_CACHE_SIZE_BYTES="0")
+    cluster.model("m")
+    cluster.container("m", "count_calls")
+    cluster.app("a", model="m")
+    first = cluster.post("a", {"input": [7.0]}).json()["output"]
+    assert cluster.post("a", {"input": [7.0]}).json()["output"] != first
+
+
+def test_concurrent_load_forms_batches_bigger_than_one(make_cluster):
+    cluster = make_cluster(CLIPPER_CACHE_SIZE_BYTES="0")
+    cluster.model("m")
+    cluster.container("m", "batch_size")
+    cluster.app("a", model="m")
+    with ThreadPoolExecutor(16) as pool:
+        sizes = list(pool.map(lambda i: cluster.post("a", {"input": [float(i)]}).json()["output"], range(400)))
+    assert max(sizes) > 1
+
+
+def test_version_switch_moves_traffic_and_a_request_may_pin_an_older_version(cluster: QueryCluster):
+    cluster.model("m", "1")
+    cluster.container("m", "pid", version="1")
+    cluster.model("m", "2")
+    cluster.container("m", "pid", version="2")
+    cluster.app("a", model="m")
+    v2 = cluster.post("a", {"input": [1.0]}).json()["output"]
+    v1 = cluster.post("a", {"input": [1.0], "version": "1"}).json()["output"]
+    assert v1 != v2
+    cluster.set_version("m", "1")
+    wait_until(lambda: cluster.post("a", {"input": [2.0]}).json()["output"] == v1, what="the switch to v1")
+    response = cluster.post("a", {"input": [1.0], "version": "9"})
+    assert response.status_code == 400
+    assert response.json()["cause"] == "Requested version: 9 does not exist for model: m"
+
+
+def test_past_the_queue_bound_the_frontend_answers_503_at_once(make_cluster):
+    cluster = make_cluster(CLIPPER_QUEUE_MAX_ENTRIES="2", CLIPPER_CACHE_SIZE_BYTES="0")
+    cluster.model("m")
+    cluster.container("m", "slow", TEST_SLOW_S="0.5")
+    cluster.app("a", model="m", slo_micros=20_000_000)
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda i: cluster.post("a", {"input": [float(i)]}), range(12)))
+    refused = [r for r in responses if r.status_code == 503]
+    assert refused, "some requests should have been refused"
+    assert all(r.headers["retry-after"] == "1" for r in refused)
+    assert all(r.json()["default"] is False for r in responses if r.status_code == 200)
+
+
+def test_a_clipper_0_4_container_registers_and_serves(cluster: QueryCluster):
+    import subprocess
+    import sys
+
+    from tests.frontends.conftest import TESTS_DIR
+
+    cluster.model("legacy")
+    before = cluster.replicas("legacy", "1")
+    cluster._spawn(
+        [sys.executable, str(TESTS_DIR / "rpc" / "clipper_container.py")],
+        {"CLIPPER_MODEL_NAME": "legacy", "CLIPPER_MODEL_VERSION": "1", "CLIPPER_INPUT_TYPE": "doubles",
+         "CLIPPER_PORT": str(cluster.rpc_port)},  # fmt: skip
+        "legacy",
+    )
+    wait_until(lambda: cluster.replicas("legacy", "1") > before, what="the Clipper container to register")
+    cluster.app("a", model="legacy")
+    reply = cluster.post("a", {"input": [1.0, 2.0]}).json()
+    assert reply["default"] is False
+    assert subprocess  # imported for symmetry with other helpers
