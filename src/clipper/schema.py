@@ -10,6 +10,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from clipper.errors import InvalidInput
+from clipper.types import InputType
+
 NO_CONTAINER = "NO_CONTAINER"
 DEFAULT_POLICY = "DefaultOutputSelectionPolicy"
 NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -120,3 +123,97 @@ class Frontend(BaseModel):
     frontend_id: str
     rpc_address: str = Field(description="host:port where model containers dial this frontend.")
     http_address: str
+
+
+# --- management API requests ----------------------------------------------------------------
+# Bodies of the /admin POST calls (reference §3.1). Strict like Clipper's rapidjson checks: `"5"` is not an
+# int, `1.0` is not an int, `"true"` is not a bool; ints are int32. Unknown keys are refused.
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
+
+
+def _input_type(value: str) -> str:
+    try:
+        return InputType.parse(value).wire_name
+    except InvalidInput as e:
+        raise ValueError(e.msg) from e
+
+
+InputTypeName = Annotated[
+    str,
+    AfterValidator(_input_type),
+    Field(description="bytes, integers, floats, doubles or strings (or a Clipper alias such as `d`)."),
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class AddAppRequest(_Request):
+    """`add_app`. Improvements over Clipper: the name must be a DNS-1123 label and the SLO positive."""
+
+    name: AppName
+    input_type: InputTypeName
+    default_output: str = Field(description="Answer returned when no model replies within the SLO.")
+    latency_slo_micros: int = Field(gt=0, le=INT32_MAX, description="End-to-end budget per query, in µs.")
+
+
+class AppNameRequest(_Request):
+    """`delete_app`, `get_application`."""
+
+    name: str
+
+
+class AddModelRequest(_Request):
+    """`add_model`: register a model version and make it current."""
+
+    model_name: str
+    model_version: str
+    labels: list[str]
+    input_type: InputTypeName
+    container_name: str = Field(description=f"Image of the model's containers, or {NO_CONTAINER}.")
+    model_data_path: str
+    batch_size: Int32 = Field(description="Largest batch sent to a replica; -1 = adaptive.")
+
+
+class ModelVersionRequest(_Request):
+    """`delete_versioned_model`, `set_model_version`, `get_model`."""
+
+    model_name: str
+    model_version: str
+
+
+class ModelLinksRequest(_Request):
+    """`add_model_links`, `delete_model_links` (an app links at most one model)."""
+
+    app_name: str
+    model_names: list[str]
+
+
+class AppLinksRequest(_Request):
+    """`get_linked_models`."""
+
+    app_name: str
+
+
+class VerboseRequest(_Request):
+    """`get_all_applications`, `get_all_models`, `get_all_containers`: names only, or full records."""
+
+    verbose: bool
+
+
+class ContainerRequest(_Request):
+    """`get_container`."""
+
+    model_name: str
+    model_version: str
+    replica_id: Int32
+
+
+class StateRequest(_Request):
+    """`get_state`: Clipper keeps one state per app, so any uid reads uid 0."""
+
+    app_name: str
+    uid: Int32

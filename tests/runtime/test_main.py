@@ -82,7 +82,7 @@ def test_closure_container_registers_serves_and_exits_on_sigterm(frontend, spawn
         **_env(frontend.port, CLIPPER_MODEL_PATH=str(tmp_path / "model"), CLIPPER_READY_FILE=str(ready))
     )
     routing_id, announced = frontend.register()
-    assert announced == codec.NewContainer("sum-model", "1", InputType.DOUBLES, 3)
+    assert announced == codec.NewContainer("sum-model", "1", InputType.DOUBLES, 3, follows_frontends=True)
     assert ready.is_file()
     inputs = [struct.pack("<2d", 1.0, 2.0), struct.pack("<2d", 3.0, 4.5)]
     assert frontend.predict(routing_id, 7, InputType.DOUBLES, inputs) == codec.PredictResponse(

@@ -20,8 +20,10 @@ def test_handshake_announces_model_and_rpc_version(frontend, make_settings, star
     assert first == codec.Heartbeat()
     frontend.send(routing_id, codec.encode_heartbeat_reply(True))
     frames = frontend.recv_raw()
-    assert frames[1:] == [b"", b"\x00\x00\x00\x00", b"m", b"1", b"4", b"\x03\x00\x00\x00"]
-    assert codec.decode_container_message(frames[1:]) == codec.NewContainer("m", "1", InputType.STRINGS, 3)
+    assert frames[1:] == [b"", b"\x00\x00\x00\x00", b"m", b"1", b"4", b"\x03\x00\x00\x00", b"frontend-list"]
+    assert codec.decode_container_message(frames[1:]) == codec.NewContainer(
+        "m", "1", InputType.STRINGS, 3, follows_frontends=True
+    )
 
 
 def test_idle_container_keeps_heartbeating(frontend, make_settings, start_container):

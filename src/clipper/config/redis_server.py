@@ -65,7 +65,9 @@ def start_redis(
     return proc
 
 
-def wait_for_redis(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_redis(
+    host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll PING until Redis answers; fail at once if the process exits."""
     deadline = time.monotonic() + timeout_s
     client = redis.Redis(host=host, port=port, socket_connect_timeout=0.5)

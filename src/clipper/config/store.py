@@ -193,16 +193,15 @@ class ConfigStore:
     async def delete_model(self, name: str, version: str) -> None:
         """Delete a version and its container records; the management side does it, no frontend needed.
 
-        If it was the current version and the last one left, the current pointer goes too (nothing to point
-        at); if other versions remain, the pointer is left for the operator to move (as Clipper does).
+        With the last version goes the current pointer (nothing is left to point at); while other versions
+        remain, the pointer is left for the operator to move, even if it named this one (as Clipper does).
         """
         containers = [
             c.key for c in await self.list_containers() if (c.model_name, c.model_version) == (name, version)
         ]
         ops: list[tuple[Db, tuple[Any, ...]]] = [(Db.MODELS, ("DEL", f"{name}:{version}"))]
         ops += [(Db.CONTAINERS, ("DEL", key)) for key in containers]
-        others = [v for v in await self.model_versions(name) if v != version]
-        if not others and await self.get_current_version(name) == version:
+        if not [v for v in await self.model_versions(name) if v != version]:
             ops.append((Db.METADATA, ("DEL", CURRENT_VERSION_PREFIX + name)))
         await self._transaction(ops)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from clipper.config.store import CURRENT_VERSION_PREFIX, ConfigEvent, ConfigStore, Db
 from clipper.query.answers import embed_json
@@ -20,9 +21,12 @@ logger = logging.getLogger(__name__)
 class ConfigFollower:
     """Owns the task that applies config-store events to a QueryProcessor."""
 
-    def __init__(self, store: ConfigStore, processor: QueryProcessor) -> None:
+    def __init__(
+        self, store: ConfigStore, processor: QueryProcessor, on_frontends: Callable[[list[str]], None]
+    ) -> None:
         self._store = store
         self._processor = processor
+        self._on_frontends = on_frontends
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -52,6 +56,10 @@ class ConfigFollower:
             self._processor.set_current_version(name, await store.get_current_version(name))
         for app in await store.list_app_names():
             await self._reload_app(app)
+        await self._reload_frontends()
+
+    async def _reload_frontends(self) -> None:
+        self._on_frontends(sorted(f.rpc_address for f in await self._store.list_frontends()))
 
     async def apply(self, event: ConfigEvent) -> None:
         """Re-read whatever the event touched."""
@@ -63,6 +71,8 @@ class ConfigFollower:
         elif event.db is Db.METADATA and event.key.startswith(CURRENT_VERSION_PREFIX):
             name = event.key[len(CURRENT_VERSION_PREFIX) :]
             self._processor.set_current_version(name, await self._store.get_current_version(name))
+        elif event.db is Db.FRONTENDS:
+            await self._reload_frontends()
         elif event.db is Db.MODELS and ":" in event.key:
             name, version = event.key.split(":", 1)
             model = await self._store.get_model(name, version)

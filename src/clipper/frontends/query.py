@@ -99,7 +99,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         container_timeout_ms=settings.container_timeout_ms,
     )
     processor.transport = rpc
-    follower = ConfigFollower(store, processor)
+    follower = ConfigFollower(store, processor, rpc.set_frontends)
     app = QueryApp(processor, metrics, fid)
     server = Server(
         app, address=settings.http_host, port=settings.http_port, interface=Interfaces.RSGI,

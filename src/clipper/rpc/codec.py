@@ -19,6 +19,10 @@ MSG_NEW_CONTAINER = 0
 MSG_CONTAINER_CONTENT = 1
 MSG_HEARTBEAT = 2
 MSG_CONTAINER_ERROR = 3
+MSG_FRONTEND_LIST = 4
+
+# Sent as an optional 7th NewContainer frame by containers that follow the list of live frontends.
+CAPABILITY_FRONTEND_LIST = b"frontend-list"
 
 HEARTBEAT_KEEPALIVE = 0
 HEARTBEAT_REQUEST_METADATA = 1
@@ -28,7 +32,7 @@ REQUEST_PREDICT = 0
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _VERSION_FRAME = _U32.pack(RPC_VERSION)
-_TYPE_FRAMES = {t: _U32.pack(t) for t in range(4)}
+_TYPE_FRAMES = {t: _U32.pack(t) for t in range(5)}
 
 
 class ProtocolError(ValueError):
@@ -51,6 +55,7 @@ class NewContainer:
     model_version: str
     input_type: InputType
     rpc_version: int
+    follows_frontends: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -98,7 +103,8 @@ def _decode_container_message(frames: list[bytes]) -> ContainerMessage:
             input_type = InputType(int(frames[4].decode("ascii")))
         except ValueError as e:
             raise ProtocolError(f"unknown input type code {frames[4]!r}") from e
-        return NewContainer(frames[2].decode(), frames[3].decode(), input_type, rpc_version)
+        follows = len(frames) > 6 and frames[6] == CAPABILITY_FRONTEND_LIST
+        return NewContainer(frames[2].decode(), frames[3].decode(), input_type, rpc_version, follows)
     if msg_type == MSG_CONTAINER_ERROR:
         if len(frames) < 4:
             raise ProtocolError("ContainerError needs a message id and a reason")
@@ -123,9 +129,14 @@ def encode_heartbeat() -> list[bytes]:
     return [EMPTY, _TYPE_FRAMES[MSG_HEARTBEAT]]
 
 
-def encode_new_container(model_name: str, model_version: str, input_type: InputType) -> list[bytes]:
-    """Container metadata, sent in answer to a RequestContainerMetadata heartbeat."""
-    return [
+def encode_new_container(
+    model_name: str, model_version: str, input_type: InputType, follows_frontends: bool = False
+) -> list[bytes]:
+    """Container metadata, sent in answer to a RequestContainerMetadata heartbeat.
+
+    `follows_frontends` adds our capability frame: the frontend will then send FrontendList messages.
+    """
+    frames = [
         EMPTY,
         _TYPE_FRAMES[MSG_NEW_CONTAINER],
         model_name.encode(),
@@ -133,6 +144,9 @@ def encode_new_container(model_name: str, model_version: str, input_type: InputT
         str(int(input_type)).encode("ascii"),
         _VERSION_FRAME,
     ]
+    if follows_frontends:
+        frames.append(CAPABILITY_FRONTEND_LIST)
+    return frames
 
 
 def encode_response(msg_id: int, outputs: list[bytes]) -> list[bytes]:
@@ -173,7 +187,14 @@ class PredictRequest:
     inputs: list[bytes]
 
 
-FrontendMessage = HeartbeatReply | PredictRequest
+@dataclass(slots=True, frozen=True)
+class FrontendList:
+    """Every live query frontend's RPC address (`host:port`); the container keeps a connection to each."""
+
+    addresses: list[str]
+
+
+FrontendMessage = HeartbeatReply | PredictRequest | FrontendList
 
 _HEARTBEAT_REPLIES = {
     flag: [EMPTY, _VERSION_FRAME, _TYPE_FRAMES[MSG_HEARTBEAT], _U32.pack(int(flag))] for flag in (False, True)
@@ -199,6 +220,11 @@ def encode_predict_request(msg_id: int, input_type: InputType, inputs: list[byte
         header,
         *inputs,
     ]
+
+
+def encode_frontend_list(addresses: list[str]) -> list[bytes]:
+    """`[""][u32 3][u32 4][address]...`: only sent to containers that announced the capability."""
+    return [EMPTY, _VERSION_FRAME, _TYPE_FRAMES[MSG_FRONTEND_LIST], *(a.encode() for a in addresses)]
 
 
 def decode_frontend_message(frames: list[bytes]) -> FrontendMessage:
@@ -227,4 +253,6 @@ def _decode_frontend_message(frames: list[bytes]) -> FrontendMessage:
         if len(inputs) != n:
             raise ProtocolError(f"header announces {n} inputs, message carries {len(inputs)}")
         return PredictRequest(msg_id, InputType(type_code), inputs)
+    if msg_type == MSG_FRONTEND_LIST:
+        return FrontendList([f.decode() for f in frames[3:]])
     raise ProtocolError(f"unexpected message type {msg_type} from frontend")

@@ -14,7 +14,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import zmq
 import zmq.asyncio
@@ -44,7 +44,7 @@ class Replica:
     replica_id: int = -1
     last_seen_ns: int = 0
     in_flight: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
+    follows_frontends: bool = False
 
     @property
     def model_key(self) -> tuple[str, str]:
@@ -91,6 +91,7 @@ class RpcServer:
         self._connection_ids = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._frontends: list[str] = []
 
     @property
     def replicas(self) -> list[Replica]:
@@ -216,12 +217,15 @@ class RpcServer:
             model_version=msg.model_version,
             input_type=msg.input_type,
             last_seen_ns=self._clock(),
+            follows_frontends=msg.follows_frontends,
         )
         try:
             await self._listener.replica_added(replica)
         finally:
             self._registering.discard(routing_id)
         self._replicas[routing_id] = replica
+        if replica.follows_frontends and self._frontends:
+            self._send_frontend_list(replica)
         logger.info(
             "Container %s:%s registered as replica %d",
             replica.model_name,
@@ -237,6 +241,23 @@ class RpcServer:
             replica.model_name, replica.model_version, replica.replica_id, reason,
         )  # fmt: skip
         self._listener.replica_removed(replica)
+
+    # --- scale-out ---------------------------------------------------------------------------
+
+    def set_frontends(self, addresses: list[str]) -> None:
+        """The live frontends changed: tell every container that follows the list."""
+        if addresses == self._frontends:
+            return
+        self._frontends = addresses
+        for replica in list(self._replicas.values()):
+            if replica.follows_frontends:
+                self._send_frontend_list(replica)
+
+    def _send_frontend_list(self, replica: Replica) -> None:
+        try:
+            self._send(replica.routing_id, codec.encode_frontend_list(self._frontends))
+        except ReplicaGone:
+            pass  # its removal is already under way
 
     # --- liveness ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import zmq
@@ -25,6 +26,18 @@ logger = logging.getLogger(__name__)
 
 _MAX_REMEMBERED_ERRORS = 256
 _STOP_LINGER_MS = 2_000
+
+
+@dataclass(slots=True, eq=False)
+class _Link:
+    """One DEALER connection to one query frontend."""
+
+    address: str
+    sock: zmq.Socket[bytes]
+    seed: bool
+    last_heard_ns: int
+    last_sent_ns: int
+    heard: bool = False
 
 
 class BatchFailed(Exception):
@@ -50,6 +63,7 @@ class ModelContainer:
         self._lock = threading.RLock()
         self._wake: socket.socket | None = None
         self._logged_errors: set[str] = set()
+        self._frontends: list[str] = []  # every live frontend, as the frontends last told us
 
     def stop(self) -> None:
         """Ask the loop to return after the message in hand; safe from other threads and signal handlers."""
@@ -59,26 +73,30 @@ class ModelContainer:
                 self._wake.send(b"\0")
 
     def run(self) -> None:
-        """Serve until stopped; each session is one DEALER socket, replaced when the frontend goes silent."""
+        """Serve until stopped, keeping one DEALER link to the seed frontend or to every live frontend."""
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         with self._lock:
             self._wake = wake_w
+        links: dict[str, _Link] = {}
         try:
             while not self._stopping.is_set():
-                address = self._resolve()
-                if address is None:
+                self._sync_links(links)
+                if not links:
                     self._wait(wake_r, self._settings.heartbeat_interval_ms)
                     continue
-                self._session(address, wake_r)
+                self._serve_round(links, wake_r)
         finally:
+            linger = _STOP_LINGER_MS if self._stopping.is_set() else 0
+            for link in links.values():
+                link.sock.close(linger=linger)  # on stop, give the last reply time to leave
             with self._lock:
                 self._wake = None
             wake_w.close()
             wake_r.close()
 
     def _resolve(self) -> str | None:
-        """The frontend's address, resolved afresh so a restarted frontend with a new IP is found."""
+        """The seed frontend's address, resolved afresh so a restarted frontend with a new IP is found."""
         try:
             ip = socket.gethostbyname(self._settings.ip)
         except OSError as e:
@@ -91,48 +109,71 @@ class ModelContainer:
         poller.register(wake_r, zmq.POLLIN)
         poller.poll(timeout_ms)
 
-    def _session(self, address: str, wake_r: socket.socket) -> None:
-        """One connection: heartbeat and answer; return on stop or after `frontend_timeout_ms` of silence."""
-        interval_ns = self._settings.heartbeat_interval_ms * 1_000_000
-        timeout_ns = self._settings.frontend_timeout_ms * 1_000_000
+    def _sync_links(self, links: dict[str, _Link]) -> None:
+        """Open a link to each wanted frontend and close the others: the live list if known, else the seed."""
+        wanted = set(self._frontends)
+        if not wanted:
+            seed = next((a for a, link in links.items() if link.seed), None) or self._resolve()
+            if seed is None:
+                return
+            wanted = {seed}
+        for address in [a for a in links if a not in wanted]:
+            logger.info("leaving frontend %s", address)
+            links.pop(address).sock.close(linger=_STOP_LINGER_MS)
+        for address in wanted - links.keys():
+            links[address] = self._open(address, seed=not self._frontends)
+
+    def _open(self, address: str, seed: bool) -> _Link:
         sock = self._context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+        logger.debug("connecting to %s", address)
+        sock.send_multipart(codec.encode_heartbeat())
+        now_ns = time.monotonic_ns()
+        return _Link(address, sock, seed, now_ns, now_ns)
+
+    def _serve_round(self, links: dict[str, _Link], wake_r: socket.socket) -> None:
+        """One poll over every link: answer what arrived, heartbeat who is due, drop who went silent."""
+        interval_ns = self._settings.heartbeat_interval_ms * 1_000_000
+        timeout_ns = self._settings.frontend_timeout_ms * 1_000_000
+        now_ns = time.monotonic_ns()
+        wait_ns = interval_ns
+        for address, link in list(links.items()):
+            if now_ns - link.last_heard_ns >= timeout_ns:
+                logger.warning("no message from %s for %d ms; reconnecting", address, timeout_ns // 1_000_000)
+                link.sock.close(linger=0)
+                del links[address]
+                if address in self._frontends:
+                    self._frontends.remove(address)
+                continue
+            if link.heard and now_ns - link.last_sent_ns >= interval_ns:
+                link.sock.send_multipart(codec.encode_heartbeat())
+                link.last_sent_ns = now_ns
+            due = interval_ns - (now_ns - link.last_sent_ns) if link.heard else interval_ns
+            wait_ns = min(wait_ns, due, timeout_ns - (now_ns - link.last_heard_ns))
+        if not links:
+            return
         poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
+        for link in links.values():
+            poller.register(link.sock, zmq.POLLIN)
         poller.register(wake_r, zmq.POLLIN)
-        try:
-            sock.connect(address)
-            logger.debug("connecting to %s", address)
-            sock.send_multipart(codec.encode_heartbeat())
-            started_ns = last_heard_ns = last_sent_ns = time.monotonic_ns()
-            heard = False
-            while not self._stopping.is_set():
-                now_ns = time.monotonic_ns()
-                if now_ns - (last_heard_ns if heard else started_ns) >= timeout_ns:
-                    logger.warning(
-                        "no message from %s for %d ms; reconnecting", address, timeout_ns // 1_000_000
-                    )
-                    return
-                if heard and now_ns - last_sent_ns >= interval_ns:
-                    sock.send_multipart(codec.encode_heartbeat())
-                    last_sent_ns = now_ns
-                wait_ns = min(interval_ns - (now_ns - last_sent_ns) if heard else interval_ns, timeout_ns)
-                if not poller.poll(max(1, wait_ns // 1_000_000)):
-                    continue
-                while not self._stopping.is_set():
-                    try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    heard = True
-                    last_heard_ns = time.monotonic_ns()
-                    reply = self._handle(frames)
-                    if reply is not None:
-                        sock.send_multipart(reply)
-                        last_sent_ns = last_heard_ns
-        finally:
-            # On stop, give the last reply time to leave; a silent frontend gets nothing more.
-            sock.close(linger=_STOP_LINGER_MS if self._stopping.is_set() else 0)
+        for sock, _ in poller.poll(max(1, wait_ns // 1_000_000)):
+            link = next((lk for lk in links.values() if lk.sock is sock), None)
+            if link is not None:
+                self._drain(link)
+
+    def _drain(self, link: _Link) -> None:
+        while not self._stopping.is_set():
+            try:
+                frames = link.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            link.heard = True
+            link.last_heard_ns = time.monotonic_ns()
+            reply = self._handle(frames)
+            if reply is not None:
+                link.sock.send_multipart(reply)
+                link.last_sent_ns = link.last_heard_ns
 
     def _handle(self, frames: list[bytes]) -> list[bytes] | None:
         """Answer one frontend message; None when it needs no answer."""
@@ -140,6 +181,9 @@ class ModelContainer:
             message = codec.decode_frontend_message(frames)
         except codec.ProtocolError as e:
             logger.warning("ignoring a malformed message from the frontend: %s", e)
+            return None
+        if isinstance(message, codec.FrontendList):
+            self._frontends = [f"tcp://{a}" for a in message.addresses]
             return None
         if isinstance(message, codec.HeartbeatReply):
             if not message.request_metadata:
@@ -151,7 +195,10 @@ class ModelContainer:
                 self._input_type.wire_name,
             )
             return codec.encode_new_container(
-                self._settings.model_name, self._settings.model_version, self._input_type
+                self._settings.model_name,
+                self._settings.model_version,
+                self._input_type,
+                follows_frontends=True,
             )
         try:
             return codec.encode_response(message.msg_id, self._run_batch(message))

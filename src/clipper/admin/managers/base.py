@@ -64,7 +64,9 @@ class ContainerManager(abc.ABC):
         """Find a running cluster of this name and remember its addresses."""
 
     @abc.abstractmethod
-    def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
+    def deploy_model(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+    ) -> None:
         """Start `num_replicas` containers of one model version."""
 
     @abc.abstractmethod
@@ -72,7 +74,9 @@ class ContainerManager(abc.ABC):
         """How many containers of this model version are running."""
 
     @abc.abstractmethod
-    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
+    def set_num_replicas(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+    ) -> None:
         """Start or stop containers until `num_replicas` run."""
 
     @abc.abstractmethod

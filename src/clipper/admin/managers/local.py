@@ -1,0 +1,333 @@
+"""LocalContainerManager: a cluster of local processes (Redis, frontends, model replicas) on 127.0.0.1.
+
+Processes run in their own sessions, so they outlive the script that started them; their records, logs,
+Redis data and `cluster.json` live in the cluster's state directory, where any interpreter finds them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+import requests
+
+from clipper.admin.managers.base import ContainerManager
+from clipper.admin.managers.process import (
+    ClusterInfo,
+    ProcessRecord,
+    ProcessTable,
+    choose_port,
+    cluster_state_dir,
+    is_alive,
+    log_tail,
+    wait_until,
+)
+from clipper.config.redis_server import start_redis, wait_for_redis
+from clipper.errors import ClusterError
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+PREDICT_MODULE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+class LocalContainerManager(ContainerManager):
+    """Runs one cluster as local processes; Clipper 0.4's manager interface, `image` = a model directory."""
+
+    def __init__(
+        self,
+        cluster_name: str = "default-cluster",
+        clipper_query_port: int = 1337,
+        clipper_management_port: int = 1338,
+        clipper_rpc_port: int = 7000,
+        redis_ip: str | None = None,
+        redis_port: int = 6379,
+        prometheus_port: int = 9090,
+        state_dir: str | os.PathLike[str] | None = None,
+        redis_binary: str | None = None,
+        start_timeout_s: float = 60.0,
+    ) -> None:
+        self.cluster_name = cluster_name
+        self.state_dir = cluster_state_dir(cluster_name, state_dir)
+        self.procs = ProcessTable(self.state_dir)
+        self.redis_ip = redis_ip
+        self.redis_binary = redis_binary
+        self.start_timeout_s = start_timeout_s
+        self._requested = {
+            "query": clipper_query_port,
+            "management": clipper_management_port,
+            "rpc": clipper_rpc_port,
+            "redis": redis_port,
+            "prometheus": prometheus_port,
+        }
+        self.info: ClusterInfo | None = None
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.state_dir / "cluster.json"
+
+    # -- cluster ---------------------------------------------------------------------------------------
+
+    def live_records(self) -> list[ProcessRecord]:
+        """Records of this cluster's processes that still run."""
+        return [r for r in self.procs.records() if is_alive(r)]
+
+    def start_clipper(
+        self,
+        query_frontend_image: str = "",
+        mgmt_frontend_image: str = "",
+        frontend_exporter_image: str = "",
+        cache_size: int = 33554432,
+        qf_http_thread_pool_size: int = 1,
+        qf_http_timeout_request: int = 5,
+        qf_http_timeout_content: int = 300,
+        num_frontend_replicas: int = 1,
+    ) -> None:
+        """Start Redis (unless `redis_ip` was given), the management and query frontends; wait until ready."""
+        if num_frontend_replicas != 1:
+            raise ClusterError(
+                "LocalContainerManager runs exactly one query frontend (num_frontend_replicas=1)"
+            )
+        if self.live_records():
+            raise ClusterError(
+                f"Cluster {self.cluster_name} cannot be started because it already exists. "
+                "Call connect() to use it or stop_all() to stop it first."
+            )
+        self.procs.stop(self.procs.records())  # records of processes that died; nothing is running
+        started: list[ProcessRecord] = []
+        try:
+            info = self._choose_ports()
+            if not info.external_redis:
+                started.append(self._start_redis(info.redis_port))
+            else:
+                wait_for_redis(info.redis_host, info.redis_port, 10.0)
+            redis_env = {"CLIPPER_REDIS_URL": f"redis://{info.redis_host}:{info.redis_port}"}
+            mgmt_env = redis_env | {
+                "CLIPPER_HTTP_HOST": HOST,
+                "CLIPPER_MANAGEMENT_PORT": str(info.management_port),
+            }
+            started.append(
+                self.procs.spawn(
+                    "management",
+                    ["clipper.frontends.management"],
+                    mgmt_env,
+                    ports={"http": info.management_port},
+                )
+            )
+            query_env = redis_env | {
+                "CLIPPER_HTTP_HOST": HOST,
+                "CLIPPER_HTTP_PORT": str(info.query_port),
+                "CLIPPER_RPC_HOST": HOST,
+                "CLIPPER_RPC_PORT": str(info.rpc_port),
+                "CLIPPER_CACHE_SIZE_BYTES": str(cache_size),
+            }
+            started.append(
+                self.procs.spawn(
+                    "query",
+                    ["clipper.frontends.query"],
+                    query_env,
+                    ports={"http": info.query_port, "rpc": info.rpc_port},
+                )
+            )
+            self.cluster_file.write_text(info.model_dump_json(indent=2))
+            self.info = info
+            self._wait_ready(started)
+        except BaseException:
+            self.procs.stop(started, graceful=False)
+            self.cluster_file.unlink(missing_ok=True)
+            self.info = None
+            raise
+        logger.info("Started cluster %s: query %s, management %s", self.cluster_name, *self._addrs())
+
+    def _choose_ports(self) -> ClusterInfo:
+        taken: set[int] = set()
+
+        def pick(role: str) -> int:
+            port = choose_port(self._requested[role], taken)
+            taken.add(port)
+            return port
+
+        external = self.redis_ip is not None
+        return ClusterInfo(
+            cluster_name=self.cluster_name,
+            query_port=pick("query"),
+            management_port=pick("management"),
+            rpc_port=pick("rpc"),
+            redis_host=self.redis_ip if self.redis_ip is not None else HOST,
+            redis_port=self._requested["redis"] if external else pick("redis"),
+            external_redis=external,
+            prometheus_port=self._requested["prometheus"],
+        )
+
+    def _start_redis(self, port: int) -> ProcessRecord:
+        log_path = self.procs.logs_dir / "redis.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        proc = start_redis(
+            port, self.state_dir / "redis", log_path, self.redis_binary, timeout_s=self.start_timeout_s
+        )
+        cmd = [str(a) for a in proc.args]  # type: ignore[union-attr]  # start_redis passes a list
+        return self.procs.record("redis", proc, cmd, {}, log_path, ports={"redis": port})
+
+    def _wait_ready(self, started: list[ProcessRecord]) -> None:
+        """Wait for the query frontend's /health and the management /admin/ping; fail fast on a death."""
+        query_addr, admin_addr = self._addrs()
+        for url in (f"http://{admin_addr}/admin/ping", f"http://{query_addr}/health"):
+            wait_until(functools.partial(_answers, url), f"{url} to answer", started, self.start_timeout_s)
+
+    def connect(self) -> None:
+        """Find the running cluster of this name from its state directory."""
+        info = self._load_info()
+        frontends = [r for r in self.live_records() if r.role in ("management", "query")]
+        if info is None or len(frontends) < 2:
+            raise ClusterError(
+                f"No running cluster named {self.cluster_name!r} (state in {self.state_dir}). "
+                "Start one with `clipper start` or ClipperConnection.start_clipper()."
+            )
+        self.info = info
+
+    def _load_info(self) -> ClusterInfo | None:
+        if self.info is None and self.cluster_file.exists():
+            self.info = ClusterInfo.model_validate_json(self.cluster_file.read_text())
+        return self.info
+
+    def _required_info(self) -> ClusterInfo:
+        info = self._load_info()
+        if info is None:
+            raise ClusterError(
+                f"No cluster named {self.cluster_name!r} was started (state in {self.state_dir})"
+            )
+        return info
+
+    def _addrs(self) -> tuple[str, str]:
+        return self.get_query_addr(), self.get_admin_addr()
+
+    def get_admin_addr(self) -> str:
+        return f"{HOST}:{self._required_info().management_port}"
+
+    def get_query_addr(self) -> str:
+        return f"{HOST}:{self._required_info().query_port}"
+
+    def get_metric_addr(self) -> str:
+        """The query frontend serves Prometheus text at /metrics, so it is the metric address."""
+        return self.get_query_addr()
+
+    def stop_all(self, graceful: bool = True) -> None:
+        """Stop replicas, then the frontends, then our Redis; a Redis given by `redis_ip` is left alone."""
+        records = self.procs.records()
+        order = [r for r in records if r.model_name] + [r for r in records if r.role == "query"]
+        order += [r for r in records if r.role == "management"]
+        for group in (order, [r for r in records if r.role == "redis"]):
+            self.procs.stop(group, graceful)
+        self.procs.stop(self.procs.records(), graceful)
+        self.cluster_file.unlink(missing_ok=True)
+        self.info = None
+
+    def get_logs(self, logging_dir: str) -> list[str]:
+        """Copy every process's log (live or not) into `logging_dir`."""
+        target = Path(logging_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        if not self.procs.logs_dir.is_dir():
+            return []
+        copied = []
+        for log in sorted(self.procs.logs_dir.glob("*.log")):
+            dest = target / f"{self.cluster_name}-{log.name}"
+            shutil.copyfile(log, dest)
+            copied.append(str(dest))
+        return copied
+
+    # -- model replicas --------------------------------------------------------------------------------
+
+    def model_directory(self, name: str, version: str) -> Path:
+        """A fresh directory in the state dir where a deployer saves a model version's files."""
+        path = self.state_dir / "models" / f"{name}-{version}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def replicas(self, name: str, version: str) -> list[ProcessRecord]:
+        """Live replica records of one model version."""
+        return [r for r in self.live_records() if r.model_name == name and r.model_version == version]
+
+    def deploy_model(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+    ) -> None:
+        self.set_num_replicas(name, version, input_type, image, num_replicas)
+
+    def get_num_replicas(self, name: str, version: str) -> int:
+        return len(self.replicas(name, version))
+
+    def set_num_replicas(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+    ) -> None:
+        """Start `python -m clipper.runtime` processes, or stop some, until `num_replicas` run."""
+        info = self._required_info()
+        dead = [r for r in self.procs.records() if r.model_name == name and r.model_version == version]
+        self.procs.stop([r for r in dead if not is_alive(r)])
+        current = self.replicas(name, version)
+        if len(current) > num_replicas:
+            self.procs.stop(current[num_replicas:])
+            return
+        used = {r.role for r in current}
+        index = 0
+        for _ in range(num_replicas - len(current)):
+            while _replica_role(name, version, index) in used:
+                index += 1
+            role = _replica_role(name, version, index)
+            used.add(role)
+            env = {
+                "CLIPPER_MODEL_NAME": name,
+                "CLIPPER_MODEL_VERSION": version,
+                "CLIPPER_IP": HOST,
+                "CLIPPER_PORT": str(info.rpc_port),
+                "CLIPPER_INPUT_TYPE": input_type,
+                "CLIPPER_REDIS_URL": f"redis://{info.redis_host}:{info.redis_port}",
+            } | _model_source(image)
+            self.procs.spawn(role, ["clipper.runtime"], env, model_name=name, model_version=version)
+
+    def check_model_replicas(self, name: str, version: str) -> None:
+        """Raise with the last log lines if every replica process of the version has exited."""
+        records = [r for r in self.procs.records() if r.model_name == name and r.model_version == version]
+        if records and not any(is_alive(r) for r in records):
+            rec = records[-1]
+            raise ClusterError(
+                f"Every replica of model {name}:{version} exited; "
+                f"log {rec.log_path}:\n{log_tail(rec.log_path)}"
+            )
+
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        self.procs.stop(
+            r
+            for r in self.procs.records()
+            if r.model_name in models and r.model_version in models[r.model_name]
+        )
+
+    def stop_all_model_containers(self) -> None:
+        self.procs.stop(r for r in self.procs.records() if r.model_name is not None)
+
+
+def _replica_role(name: str, version: str, index: int) -> str:
+    return f"model-{name}-{version}-{index}"
+
+
+def _model_source(image: str) -> dict[str, str]:
+    """A model directory becomes CLIPPER_MODEL_PATH; `pkg.mod:func` becomes CLIPPER_PREDICT_MODULE."""
+    if Path(image).is_dir():
+        return {"CLIPPER_MODEL_PATH": str(Path(image).resolve())}
+    if PREDICT_MODULE.fullmatch(image):
+        return {"CLIPPER_PREDICT_MODULE": image}
+    raise ClusterError(
+        "LocalContainerManager runs models from a directory holding func.pkl (or a "
+        f"'package.module:function' name), not from images; {image!r} is neither. "
+        "Use clipper.admin.deployers.python.deploy_python_closure."
+    )
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

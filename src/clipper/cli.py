@@ -1,0 +1,427 @@
+"""`clipper`: start, inspect and use a local cluster from the shell; each command wraps ClipperConnection."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from clipper.admin.connection import ClipperConnection
+from clipper.admin.deployers.python import create_endpoint, deploy_python_closure
+from clipper.admin.managers.local import LocalContainerManager
+from clipper.admin.managers.process import is_alive, log_tail
+from clipper.errors import ClipperError
+from clipper.types import InputType
+
+console = Console()
+INPUT_TYPES = click.Choice([t.wire_name for t in InputType])
+
+
+@dataclass
+class CliState:
+    """Global options, shared by every command."""
+
+    cluster: str
+    state_dir: Path | None
+    debug: bool
+
+    def manager(self, **ports: Any) -> LocalContainerManager:
+        return LocalContainerManager(cluster_name=self.cluster, state_dir=self.state_dir, **ports)
+
+    def connect(self) -> ClipperConnection:
+        conn = ClipperConnection(self.manager())
+        conn.connect()
+        return conn
+
+
+class CliError(click.ClickException):
+    """One red line on stderr, exit status 1."""
+
+    def show(self, file: Any = None) -> None:
+        first, _, rest = self.message.partition("\n")
+        err = Console(stderr=True, soft_wrap=True)
+        err.print(f"[red]Error: {escape(first)}[/red]", highlight=False)
+        if rest:
+            err.print(rest, highlight=False, markup=False)
+
+
+class ClipperGroup(click.Group):
+    """Turns ClipperError and connection failures into one red line, unless --debug asks for the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ClipperError, requests.RequestException) as e:
+            if isinstance(ctx.obj, CliState) and ctx.obj.debug:
+                raise
+            raise CliError(str(e)) from e
+
+
+@click.group(cls=ClipperGroup)
+@click.option("--cluster", default="default-cluster", show_default=True, help="Name of the local cluster.")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Cluster state directory (default: $CLIPPER_HOME/clusters/<cluster>, CLIPPER_HOME=~/.clipper).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, cluster: str, state_dir: Path | None, debug: bool) -> None:
+    """Clipper: low-latency prediction serving, compatible with Clipper 0.4.
+
+    Start with `clipper quickstart`, which starts a local cluster and serves an example model.
+    """
+    ctx.obj = CliState(cluster, state_dir, debug)
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+@cli.command()
+@click.option("--query-port", default=1337, show_default=True, help="HTTP port for predictions.")
+@click.option("--management-port", default=1338, show_default=True, help="HTTP port of the management API.")
+@click.option("--rpc-port", default=7000, show_default=True, help="Port model replicas connect to.")
+@click.option("--redis-port", default=6379, show_default=True, help="Port of the cluster's Redis.")
+@click.option("--redis-ip", default=None, help="Use a Redis already running at this address instead.")
+@click.option("--cache-size", default=33554432, show_default=True, help="Prediction cache size in bytes.")
+@pass_state
+def start(
+    state: CliState,
+    query_port: int,
+    management_port: int,
+    rpc_port: int,
+    redis_port: int,
+    redis_ip: str | None,
+    cache_size: int,
+) -> None:
+    """Start a local cluster.
+
+    Redis, the management frontend and the query frontend keep running after this command exits.
+    """
+    manager = state.manager(
+        clipper_query_port=query_port,
+        clipper_management_port=management_port,
+        clipper_rpc_port=rpc_port,
+        redis_port=redis_port,
+        redis_ip=redis_ip,
+    )
+    with console.status(f"Starting cluster {state.cluster}..."):
+        ClipperConnection(manager).start_clipper(cache_size=cache_size)
+    console.print(f"[green]Cluster {state.cluster} is running[/green]")
+    _print_addresses(manager)
+
+
+def _print_addresses(manager: LocalContainerManager) -> None:
+    console.print(f"  predictions: http://{manager.get_query_addr()}/<app>/predict")
+    console.print(f"  management:  http://{manager.get_admin_addr()}/admin/")
+    console.print(f"  metrics:     http://{manager.get_metric_addr()}/metrics")
+    console.print(f"  state:       {manager.state_dir}")
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Kill at once instead of asking processes to exit.")
+@pass_state
+def stop(state: CliState, force: bool) -> None:
+    """Stop every process of the cluster.
+
+    A Redis given with `start --redis-ip` is left alone.
+    """
+    manager = state.manager()
+    running = manager.live_records()
+    manager.stop_all(graceful=not force)
+    console.print(f"Stopped {len(running)} process(es) of cluster {state.cluster}")
+
+
+@cli.command()
+@pass_state
+def status(state: CliState) -> None:
+    """Show processes, apps, models and replicas."""
+    manager = state.manager()
+    records = manager.procs.records()
+    if not records:
+        console.print(f"Cluster {state.cluster} is not running (state in {manager.state_dir})")
+        return
+    table = Table(title=f"Processes of cluster {state.cluster}")
+    for column in ("role", "pid", "state", "ports", "log"):
+        table.add_column(column)
+    for r in records:
+        alive = is_alive(r)
+        ports = ", ".join(f"{k} {v}" for k, v in r.ports.items())
+        table.add_row(r.role, str(r.pid), "[green]running" if alive else "[red]exited", ports, r.log_path)
+    console.print(table)
+    conn = state.connect()
+    _apps_table(conn)
+    _models_table(conn, manager)
+    _containers_table(conn)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("function")
+@click.option("--name", required=True, help="Model name (lower case letters, digits and '-').")
+@click.option("--version", default=None, help="Model version (default: one more than the highest number).")
+@click.option("--input-type", type=INPUT_TYPES, required=True, help="Type of each input.")
+@click.option("--replicas", default=1, show_default=True, help="Number of replica processes.")
+@click.option("--batch-size", default=-1, show_default=True, help="Largest batch; -1 = adaptive.")
+@click.option("--label", "labels", multiple=True, help="Label for the model (repeatable).")
+@click.option("--app", default=None, help="Also create (or reuse) this application and link the model to it.")
+@click.option("--slo-micros", default=3000000, show_default=True, help="Latency objective of a new --app.")
+@click.option("--default-output", default="None", show_default=True, help="Default output of a new --app.")
+@pass_state
+def deploy(
+    state: CliState,
+    file: Path,
+    function: str,
+    name: str,
+    version: str | None,
+    input_type: str,
+    replicas: int,
+    batch_size: int,
+    labels: tuple[str, ...],
+    app: str | None,
+    slo_micros: int,
+    default_output: str,
+) -> None:
+    """Deploy FUNCTION from a Python FILE as a model.
+
+    FUNCTION takes a list of inputs and returns a list of strings, one per input.
+    """
+    func = runpy.run_path(str(file)).get(function)
+    if not callable(func):
+        raise CliError(f"{file} defines no function named {function!r}")
+    conn = state.connect()
+    version = version or _next_version(conn, name)
+    if app is not None and conn.get_app_info(app) is None:
+        conn.register_application(app, input_type, default_output, slo_micros)
+    with console.status(f"Deploying {name}:{version}..."):
+        deploy_python_closure(
+            conn,
+            name,
+            version,
+            input_type,
+            func,
+            labels=list(labels),
+            num_replicas=replicas,
+            batch_size=batch_size,
+        )
+    console.print(f"[green]Deployed model {name}:{version}[/green] with {replicas} replica(s)")
+    if app is not None and name not in conn.get_linked_models(app):
+        conn.link_model_to_app(app, name)
+        console.print(f"Linked {name} to app {app}: POST http://{conn.get_query_addr()}/{app}/predict")
+
+
+def _next_version(conn: ClipperConnection, name: str) -> str:
+    numbers = [
+        int(v) for m in conn.get_all_models() for n, _, v in [m.partition(":")] if n == name and v.isdigit()
+    ]
+    return str(max(numbers, default=0) + 1)
+
+
+@cli.command()
+@click.argument("app")
+@click.argument("data")
+@pass_state
+def predict(state: CliState, app: str, data: str) -> None:
+    """Send DATA to APP and print the answer. DATA is a request ({"input": ...}) or just the input."""
+    try:
+        body = json.loads(data)
+    except ValueError as e:
+        raise CliError(f"DATA is not JSON: {e}") from e
+    if not (isinstance(body, dict) and ("input" in body or "input_batch" in body)):
+        body = {"input": body}
+    conn = state.connect()
+    r = requests.post(f"http://{conn.get_query_addr()}/{app}/predict", json=body, timeout=30)
+    if r.status_code != 200:
+        raise CliError(f"{r.status_code}: {r.text}")
+    console.print_json(r.text)
+
+
+@cli.command()
+@click.argument("role", required=False)
+@click.option("-n", "--lines", default=40, show_default=True, help="How many last lines to show per log.")
+@pass_state
+def logs(state: CliState, role: str | None, lines: int) -> None:
+    """Show the end of the process logs.
+
+    ROLE selects one process kind: query, management, redis, model-<name>-...
+    """
+    logs_dir = state.manager().procs.logs_dir
+    paths = sorted(logs_dir.glob(f"{role}*.log" if role else "*.log")) if logs_dir.is_dir() else []
+    if not paths:
+        raise CliError(f"No log {'for ' + role + ' ' if role else ''}in {logs_dir}")
+    for path in paths:
+        console.rule(str(path))
+        console.print(log_tail(str(path), lines), highlight=False, markup=False)
+
+
+@cli.command()
+@pass_state
+def apps(state: CliState) -> None:
+    """List the applications."""
+    _apps_table(state.connect())
+
+
+@cli.command()
+@pass_state
+def models(state: CliState) -> None:
+    """List the model versions, with their replica counts."""
+    conn = state.connect()
+    _models_table(conn, conn.cm)
+
+
+@cli.command()
+@pass_state
+def containers(state: CliState) -> None:
+    """List the connected model replicas."""
+    _containers_table(state.connect())
+
+
+@cli.command()
+@click.argument("app")
+@click.argument("model")
+@click.option("--unlink", is_flag=True, help="Remove the link instead.")
+@pass_state
+def link(state: CliState, app: str, model: str, unlink: bool) -> None:
+    """Link MODEL to APP, or unlink it.
+
+    An app has at most one linked model.
+    """
+    conn = state.connect()
+    if unlink:
+        conn.unlink_model_from_app(app, model)
+        console.print(f"Unlinked {model} from {app}")
+    else:
+        conn.link_model_to_app(app, model)
+        console.print(f"Linked {model} to {app}")
+
+
+@cli.command("set-version")
+@click.argument("model")
+@click.argument("version")
+@click.option("--replicas", type=int, default=None, help="Also resize that version's replica set.")
+@pass_state
+def set_version(state: CliState, model: str, version: str, replicas: int | None) -> None:
+    """Make VERSION the current version of MODEL.
+
+    Rolls forward or back; the app linked to MODEL then answers with VERSION.
+    """
+    state.connect().set_model_version(model, version, replicas)
+    console.print(f"{model} now serves version {version}")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("count", type=int, required=False)
+@click.option("--version", default=None, help="Model version (default: the current one).")
+@pass_state
+def replicas(state: CliState, model: str, count: int | None, version: str | None) -> None:
+    """Show MODEL's replica count, or set it to COUNT."""
+    conn = state.connect()
+    if count is not None:
+        conn.set_num_replicas(model, count, version)
+    console.print(f"{model}: {conn.get_num_replicas(model, version)} replica(s)")
+
+
+def hello_model(inputs: list[Any]) -> list[str]:
+    """The quickstart's model: the sum of each input's doubles."""
+    return [str(float(sum(x))) for x in inputs]
+
+
+@cli.command()
+@pass_state
+def quickstart(state: CliState) -> None:
+    """Serve an example model as app `hello` and query it.
+
+    Starts a local cluster (or reuses the running one) and deploys a model that sums doubles.
+    """
+    manager = state.manager()
+    conn = ClipperConnection(manager)
+    try:
+        conn.connect()
+        console.print(f"Using running cluster {state.cluster}")
+    except ClipperError:
+        with console.status(f"Starting cluster {state.cluster}..."):
+            conn.start_clipper()
+        console.print(f"[green]Started cluster {state.cluster}[/green]")
+    with console.status("Deploying app hello..."):
+        if conn.get_app_info("hello") is None:
+            create_endpoint(conn, "hello", "doubles", hello_model, default_output="-1.0", slo_micros=1000000)
+        elif not any(m.startswith("hello:") for m in conn.get_all_models()) or _replicas(conn, "hello") == 0:
+            deploy_python_closure(conn, "hello", _next_version(conn, "hello"), "doubles", hello_model)
+            if "hello" not in conn.get_linked_models("hello"):
+                conn.link_model_to_app("hello", "hello")
+    url = f"http://{conn.get_query_addr()}/hello/predict"
+    answer = _predict_until_served(url, {"input": [1.0, 2.0, 3.0]})
+    console.print(f"$ curl -X POST -d '{{\"input\": [1.0, 2.0, 3.0]}}' {url}", soft_wrap=True)
+    console.print_json(json.dumps(answer))
+    _print_addresses(manager)
+    console.print("Stop the cluster with `clipper stop`.")
+
+
+def _replicas(conn: ClipperConnection, name: str) -> int:
+    try:
+        return conn.get_num_replicas(name)
+    except ClipperError:
+        return 0
+
+
+def _predict_until_served(url: str, body: dict[str, Any], timeout_s: float = 30.0) -> Any:
+    """POST until the model (not the default output) answers, so the first answer shown is real."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = requests.post(url, json=body, timeout=10).json()
+        if not answer.get("default") or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
+def _apps_table(conn: ClipperConnection) -> None:
+    table = Table(title="Applications")
+    for column in ("name", "input type", "SLO (µs)", "default output", "linked model"):
+        table.add_column(column)
+    for a in conn.get_all_apps(verbose=True):
+        linked = ", ".join(a["linked_models"])
+        table.add_row(a["name"], a["input_type"], str(a["latency_slo_micros"]), a["default_output"], linked)
+    console.print(table)
+
+
+def _models_table(conn: ClipperConnection, manager: Any) -> None:
+    table = Table(title="Models")
+    for column in ("name", "version", "input type", "current", "replicas", "labels", "source"):
+        table.add_column(column)
+    for m in conn.get_all_models(verbose=True):
+        count = manager.get_num_replicas(m["model_name"], m["model_version"])
+        table.add_row(
+            m["model_name"],
+            m["model_version"],
+            m["input_type"],
+            "yes" if m["is_current_version"] else "",
+            str(count),
+            ", ".join(label for label in m["labels"] if label),
+            m["container_name"],
+        )
+    console.print(table)
+
+
+def _containers_table(conn: ClipperConnection) -> None:
+    table = Table(title="Connected replicas")
+    for column in ("model", "version", "replica id", "input type"):
+        table.add_column(column)
+    for c in conn.get_all_model_replicas(verbose=True):
+        table.add_row(c["model_name"], c["model_version"], str(c["model_replica_id"]), c["input_type"])
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of the `clipper` command."""
+    cli.main(prog_name="clipper")

@@ -1,0 +1,56 @@
+"""The only module that knows both domain errors and HTTP: one table per edge, looked up along the MRO."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from clipper.errors import (
+    ClipperError,
+    ClusterError,
+    ConfigConflict,
+    InvalidInput,
+    Overloaded,
+    UnknownApp,
+    UnknownVersion,
+)
+
+# Query edge: status and Clipper's `error` name of the `{"error": ..., "cause": ...}` body (reference §2.6).
+HTTP_ERRORS: dict[type[ClipperError], tuple[int, str]] = {
+    InvalidInput: (400, "Json error"),
+    UnknownVersion: (400, "Query processing error"),
+    UnknownApp: (404, "Unknown application"),
+    ConfigConflict: (409, "Conflict"),
+    Overloaded: (503, "Overloaded"),
+    ClusterError: (500, "Cluster error"),
+    ClipperError: (500, "Internal error"),
+}
+
+# Management edge: Clipper answers every rejected /admin call with 400 and the message as plain text
+# (reference §3), and a Clipper 0.4 client only checks `status != 200`, so one status fits all.
+MANAGEMENT_ERRORS: dict[type[ClipperError], int] = {ClipperError: 400}
+
+
+V = TypeVar("V")
+
+
+def lookup(table: dict[type[ClipperError], V], exc: ClipperError) -> V:
+    """The entry of the nearest class of `exc` in `table` (as Starlette finds exception handlers)."""
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    raise LookupError(f"no HTTP mapping for {type(exc).__name__}")
+
+
+def json_error_response(exc: ClipperError) -> Response:
+    """Query-edge rendering: `{"error": <name>, "cause": <message>}` with the mapped status."""
+    status, name = lookup(HTTP_ERRORS, exc)
+    return JSONResponse({"error": name, "cause": exc.msg}, status_code=status)
+
+
+async def management_error_handler(_request: Request, exc: Exception) -> Response:
+    """Management-edge rendering: the message as a plain-text body, as Clipper's clients expect."""
+    assert isinstance(exc, ClipperError)
+    return PlainTextResponse(exc.msg, status_code=lookup(MANAGEMENT_ERRORS, exc))

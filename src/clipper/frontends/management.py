@@ -1,0 +1,351 @@
+"""The management frontend: Clipper's admin operations over the config store, and its process entry point.
+
+Run with `python -m clipper.frontends.management` (settings: ManagementFrontendSettings, env CLIPPER_*).
+Every operation validates completely before it writes, and writes once through the ConfigStore's
+transactional methods, so a rejected request leaves Redis untouched. Messages are Clipper's (reference §3.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+import uvicorn
+import uvloop
+from redis.exceptions import RedisError
+
+from clipper.config.store import ConfigStore, Db
+from clipper.errors import ConfigConflict, InvalidInput
+from clipper.frontends.management_http import build_management_app
+from clipper.schema import (
+    FORBIDDEN_NAME_CHARS,
+    AddAppRequest,
+    AddModelRequest,
+    App,
+    AppInfo,
+    Container,
+    ContainerInfo,
+    Model,
+    ModelInfo,
+)
+from clipper.settings import ManagementFrontendSettings
+
+logger = logging.getLogger(__name__)
+
+
+class Management:
+    """Clipper's management operations; one instance per management frontend process."""
+
+    def __init__(self, store: ConfigStore) -> None:
+        self._store = store
+        self._ready = False
+        # One writer process: serialising check-then-write here makes every validation hold at write time.
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def redis_address(self) -> str:
+        """The store's URL without credentials, for logs and error messages."""
+        parts = urlsplit(self._store.redis_url)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def connect(self, retry_interval_s: float = 1.0) -> None:
+        """Connect to Redis, retrying forever (as Clipper does) and saying so in the log while waiting."""
+        attempt = 0
+        while True:
+            try:
+                await self._store.start()
+            except (RedisError, OSError) as e:
+                await self._store.close()
+                if attempt % 10 == 0:
+                    logger.warning(
+                        "Waiting for Redis at %s (%s); retrying every %.1f s",
+                        self.redis_address,
+                        e,
+                        retry_interval_s,
+                    )
+                attempt += 1
+                await asyncio.sleep(retry_interval_s)
+            else:
+                self._ready = True
+                logger.info("Connected to Redis at %s", self.redis_address)
+                return
+
+    async def close(self) -> None:
+        self._ready = False
+        await self._store.close()
+
+    async def ping(self) -> bool:
+        """True when the store is connected and answers PING now."""
+        if not self._ready:
+            return False
+        try:
+            return bool(await self._store.db(Db.APPS).ping())
+        except RedisError:
+            return False
+
+    # --- applications -----------------------------------------------------------------------
+
+    async def add_app(self, req: AddAppRequest) -> None:
+        async with self._write_lock:
+            if await self._store.get_app(req.name) is not None:
+                raise ConfigConflict(f"application '{req.name}' already exists")
+            await self._store.add_app(
+                App(
+                    name=req.name,
+                    input_type=req.input_type,
+                    default_output=req.default_output,
+                    latency_slo_micros=req.latency_slo_micros,
+                )
+            )
+        logger.info("Added application %s", req.name)
+
+    async def delete_app(self, name: str) -> None:
+        """Delete the app with its links and state (Clipper left them behind, bug #774)."""
+        async with self._write_lock:
+            if await self._store.get_app(name) is None:
+                raise ConfigConflict(f"Application '{name}' does not exist")
+            await self._store.delete_app(name)
+        logger.info("Deleted application %s", name)
+
+    async def app_names(self) -> list[str]:
+        return await self._store.list_app_names()
+
+    async def app_info(self, name: str) -> AppInfo | None:
+        app = await self._store.get_app(name)
+        if app is None:
+            return None
+        return AppInfo(
+            name=app.name,
+            input_type=app.input_type,
+            default_output=app.default_output,
+            latency_slo_micros=app.latency_slo_micros,
+            linked_models=await self._store.get_links(name),
+        )
+
+    async def linked_models(self, app_name: str) -> list[str]:
+        if await self._store.get_app(app_name) is None:
+            raise ConfigConflict(f"No application with name '{app_name}' exists.")
+        return await self._store.get_links(app_name)
+
+    async def state(self, app_name: str, uid: int) -> str:
+        """The app's selection state (its default output); Clipper keeps only uid 0, so any uid reads it."""
+        if uid != 0:
+            logger.debug("get_state for uid %s reads uid 0", uid)
+        return await self._store.get_state(app_name) or ""
+
+    # --- models -----------------------------------------------------------------------------
+
+    async def add_model(self, req: AddModelRequest) -> None:
+        """Register a version and make it current; checks run in Clipper's order."""
+        if req.batch_size <= 0 and req.batch_size != -1:
+            raise InvalidInput("The batch size must be positive or DEFAULT_BATCH_SIZE, which is -1")
+        _check_chars("model name", req.model_name)
+        _check_chars("model version", req.model_version)
+        for label in req.labels:
+            _check_chars("label", label)
+        async with self._write_lock:
+            if await self._store.get_model(req.model_name, req.model_version) is not None:
+                raise ConfigConflict(
+                    f"model with name '{req.model_name}' and version '{req.model_version}' already exists"
+                )
+            await self._check_linked_apps(req.model_name, req.input_type)
+            await self._store.add_model(
+                Model(
+                    model_name=req.model_name,
+                    model_version=req.model_version,
+                    input_type=req.input_type,
+                    labels=list(req.labels),
+                    container_name=req.container_name,
+                    model_data_path=req.model_data_path,
+                    batch_size=req.batch_size,
+                )
+            )
+        logger.info("Added model %s:%s (%s)", req.model_name, req.model_version, req.input_type)
+
+    async def delete_model(self, name: str, version: str) -> None:
+        """Delete the version for real (Clipper only marked it for a frontend to sweep, §9 #19).
+
+        A version Clipper had marked but never swept is deleted too. Deleting the last version drops the
+        current pointer; otherwise the pointer stays, even on this version, until set_model_version.
+        """
+        async with self._write_lock:
+            if version not in await self._store.model_versions(name):
+                raise ConfigConflict(f"model with name '{name}' and version '{version}' does not exist")
+            await self._store.delete_model(name, version)
+        logger.info("Deleted model %s:%s", name, version)
+
+    async def set_model_version(self, name: str, version: str) -> None:
+        async with self._write_lock:
+            if not await self._store.model_versions(name):
+                raise ConfigConflict(f"Cannot set version for nonexistent model '{name}'")
+            model = await self._store.get_model(name, version)
+            if model is None:
+                raise ConfigConflict(
+                    f"Cannot set non-existent version '{version}' for model with name '{name}'"
+                )
+            await self._check_linked_apps(name, model.input_type)
+            await self._store.set_current_version(name, version)
+        logger.info("Set model %s to version %s", name, version)
+
+    async def models(self) -> list[ModelInfo]:
+        models = await self._store.list_models()
+        current = {
+            name: await self._store.get_current_version(name) for name in {m.model_name for m in models}
+        }
+        return [_model_info(m, current[m.model_name]) for m in models]
+
+    async def model_info(self, name: str, version: str) -> ModelInfo | None:
+        model = await self._store.get_model(name, version)
+        if model is None:
+            return None
+        return _model_info(model, await self._store.get_current_version(name))
+
+    async def _check_linked_apps(self, model_name: str, input_type: str) -> None:
+        """A model's versions must keep the input type of every app it is linked to."""
+        for app_name in await self._store.apps_linked_to(model_name):
+            app = await self._store.get_app(app_name)
+            if app is not None and app.input_type != input_type:
+                raise ConfigConflict(
+                    f"Model with name '{model_name}' is already linked to app '{app_name}' using input type "
+                    f"'{app.input_type}'. The input type you provided for a new version of the model, "
+                    f"'{input_type}', is not compatible."
+                )
+
+    # --- links ------------------------------------------------------------------------------
+
+    async def add_links(self, app_name: str, model_names: list[str]) -> str:
+        """Link the app to its one model; returns the linked model's name."""
+        async with self._write_lock:
+            app = await self._store.get_app(app_name)
+            if app is None:
+                raise ConfigConflict(f"No app with name '{app_name}' exists.")
+            for name in model_names:
+                version = await self._store.get_current_version(name)
+                model = await self._store.get_model(name, version) if version is not None else None
+                if model is None:
+                    raise ConfigConflict(f"No model with name '{name}' exists.")
+                if model.input_type != app.input_type:
+                    raise ConfigConflict(
+                        f"Model with name '{name}' has incompatible input_type '{model.input_type}'. "
+                        f"Requested app to link to has input_type '{app.input_type}'."
+                    )
+            if not model_names:
+                raise InvalidInput(
+                    "Please provide the name of the model that you want to link to the application "
+                    f"'{app_name}'"
+                )
+            if len(model_names) > 1:
+                raise InvalidInput(
+                    "Applications must be linked with at most one model. "
+                    f"Attempted to add links to {len(model_names)} models."
+                )
+            (name,) = model_names
+            linked = await self._store.get_links(app_name)
+            if name in linked:
+                raise ConfigConflict(f"The model with name '{name}' is already linked to '{app_name}'")
+            if linked:
+                raise ConfigConflict(f"A model with name {linked[0]} is already linked to '{app_name}'.")
+            await self._store.add_link(app_name, name)
+        logger.info("Linked model %s to application %s", name, app_name)
+        return name
+
+    async def delete_links(self, app_name: str, model_names: list[str]) -> None:
+        async with self._write_lock:
+            if await self._store.get_app(app_name) is None:
+                raise ConfigConflict(f"No app with name {app_name} exists.")
+            linked = await self._store.get_links(app_name)
+            for name in model_names:
+                if name not in linked:
+                    raise ConfigConflict(
+                        f"Cannot remove nonexistent link between app {app_name} and model {name}"
+                    )
+            for name in model_names:  # at most one link per app, so at most one write
+                await self._store.remove_link(app_name, name)
+        logger.info("Unlinked models %s from application %s", model_names, app_name)
+
+    # --- containers -------------------------------------------------------------------------
+
+    async def containers(self) -> list[ContainerInfo]:
+        """Replicas registered by every query frontend (DB 3)."""
+        return [_container_info(c) for c in await self._store.list_containers()]
+
+    async def container_info(self, name: str, version: str, replica_id: int) -> ContainerInfo | None:
+        container = await self._store.get_container(name, version, replica_id)
+        return _container_info(container) if container is not None else None
+
+
+def _check_chars(kind: str, value: str) -> None:
+    """`,` and `:` delimit Redis keys and lists, so Clipper forbids them in model names, versions, labels."""
+    if any(ch in value for ch in FORBIDDEN_NAME_CHARS):
+        raise InvalidInput(f"Invalid {kind} supplied: {value}. Contains one of: ',', ':'")
+
+
+def _model_info(model: Model, current_version: str | None) -> ModelInfo:
+    return ModelInfo(
+        model_name=model.model_name,
+        model_version=model.model_version,
+        input_type=model.input_type,
+        labels=model.labels,
+        container_name=model.container_name,
+        model_data_path=model.model_data_path,
+        is_current_version=model.model_version == current_version,
+    )
+
+
+def _container_info(container: Container) -> ContainerInfo:
+    return ContainerInfo(
+        model_id=container.model_id,
+        model_name=container.model_name,
+        model_version=container.model_version,
+        model_replica_id=container.model_replica_id,
+        input_type=container.input_type,
+    )
+
+
+# --- process entry point ------------------------------------------------------------------------
+
+
+async def run_management_frontend(settings: ManagementFrontendSettings) -> None:
+    """Serve /admin at once (ping answers 503 until Redis is reachable) while connecting to Redis."""
+    management = Management(ConfigStore(settings.redis_url))
+    config = uvicorn.Config(
+        build_management_app(management),
+        host=settings.http_host,
+        port=settings.management_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    logger.info(
+        "Management frontend starting on http://%s:%d (Redis %s)",
+        settings.http_host,
+        settings.management_port,
+        management.redis_address,
+    )
+    connector = asyncio.create_task(management.connect(), name="redis-connect")
+    try:
+        await server.serve()
+    finally:
+        connector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connector
+        await management.close()
+
+
+def main() -> None:
+    """`python -m clipper.frontends.management`."""
+    settings = ManagementFrontendSettings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvloop.run(run_management_frontend(settings))
+
+
+if __name__ == "__main__":
+    main()

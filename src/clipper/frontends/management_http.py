@@ -1,0 +1,269 @@
+"""Clipper's /admin REST API over `Management`: parse the body, call one operation, format the reply.
+
+Same paths, fields, messages and statuses as Clipper 0.4 (reference §3.1): mutating calls answer plain
+text, getters JSON, rejected calls 400 with the message as plain text. Errors Clipper never produced are
+FastAPI's JSON `{"detail": ...}`: 404/405 for unknown routes (Clipper dropped the connection), 503 while
+Redis is unreachable. The request Content-Type is not checked; the body is always read as JSON.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
+
+from clipper.errors import ClipperError, InvalidInput
+from clipper.frontends.errors import management_error_handler
+from clipper.schema import (
+    AddAppRequest,
+    AddModelRequest,
+    AppLinksRequest,
+    AppNameRequest,
+    ContainerRequest,
+    ModelLinksRequest,
+    ModelVersionRequest,
+    StateRequest,
+    VerboseRequest,
+)
+
+if TYPE_CHECKING:  # at run time `management` may be `__main__`; importing it again would load it twice
+    from clipper.frontends.management import Management
+
+R = TypeVar("R", bound=BaseModel)
+
+
+async def parse_body(request: Request, model: type[R]) -> R:
+    """Validate the body against `model`, or raise Clipper's `Error parsing JSON: ...` naming the field."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as e:
+        raise InvalidInput(
+            f"Error parsing JSON: {describe_errors(e)}. Expected JSON schema: {schema_text(model)}"
+        ) from None
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One clause per problem, each naming its field, in Clipper's wording where Clipper had one."""
+    parts = []
+    for err in error.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"])
+        match err["type"]:
+            case "missing":
+                parts.append(f"JSON object does not have required key: {field}")
+            case "extra_forbidden":
+                parts.append(f"{field}: unknown key")
+            case "value_error":
+                parts.append(f"{field}: {err['ctx']['error']}")
+            case "json_invalid":
+                parts.append(f"JSON parse error: {err['ctx']['error']}")
+            case _:
+                parts.append(f"{field}: {err['msg']}" if field else err["msg"])
+    return "; ".join(parts)
+
+
+def schema_text(model: type[BaseModel]) -> str:
+    """The expected body in Clipper's notation, e.g. `{"name" := string, "labels" := [string]}`."""
+    props: dict[str, dict[str, Any]] = model.model_json_schema()["properties"]
+
+    def kind(prop: dict[str, Any]) -> str:
+        if prop.get("type") == "array":
+            return f"[{kind(prop['items'])}]"
+        return str(prop.get("type", "any"))
+
+    return "{" + ", ".join(f'"{name}" := {kind(p)}' for name, p in props.items()) + "}"
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI request body for a route that parses its body itself (so no Content-Type is required)."""
+    schema = {"application/json": {"schema": model.model_json_schema()}}
+    return {"requestBody": {"required": True, "content": schema}}
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(value), status_code=status, media_type="application/json")
+
+
+def _dump(record: BaseModel | None) -> Response:
+    """A record as JSON, or `{}` for a missing one (Clipper answers 200 `{}`, not 404)."""
+    return _json(record.model_dump() if record is not None else {})
+
+
+def build_management_app(management: Management) -> FastAPI:
+    """The management API as an ASGI app; OpenAPI docs at /docs."""
+    app = FastAPI(
+        title="Clipper management API",
+        summary="Register applications and models, link them, inspect replicas (Clipper 0.4 compatible).",
+    )
+    app.add_exception_handler(ClipperError, management_error_handler)
+
+    @app.exception_handler(RedisError)
+    async def _store_unavailable(_request: Request, exc: RedisError) -> Response:
+        detail = f"Config store at {management.redis_address} unavailable: {exc}"
+        return _json({"detail": detail}, 503)
+
+    async def require_store() -> None:
+        if not management.ready:
+            raise HTTPException(503, f"Waiting for Redis at {management.redis_address}")
+
+    @app.get("/admin/ping", response_class=PlainTextResponse, tags=["health"])
+    async def ping() -> str:
+        """`PONG` once the config store answers; 503 before (the admin client polls this)."""
+        if not await management.ping():
+            raise HTTPException(503, f"Waiting for Redis at {management.redis_address}")
+        return "PONG"
+
+    admin = APIRouter(prefix="/admin", dependencies=[Depends(require_store)])
+
+    @admin.post(
+        "/add_app",
+        response_class=PlainTextResponse,
+        openapi_extra=_body_doc(AddAppRequest),
+        tags=["applications"],
+    )
+    async def add_app(request: Request) -> str:
+        """Register an application (its `/<name>/predict` endpoint)."""
+        req = await parse_body(request, AddAppRequest)
+        await management.add_app(req)
+        return f"Successfully added application with name '{req.name}'"
+
+    @admin.post(
+        "/delete_app",
+        response_class=PlainTextResponse,
+        openapi_extra=_body_doc(AppNameRequest),
+        tags=["applications"],
+    )
+    async def delete_app(request: Request) -> str:
+        """Delete an application with its link and state."""
+        req = await parse_body(request, AppNameRequest)
+        await management.delete_app(req.name)
+        return f"Successfully deleted application with name '{req.name}'"
+
+    @admin.post(
+        "/add_model",
+        response_class=PlainTextResponse,
+        openapi_extra=_body_doc(AddModelRequest),
+        tags=["models"],
+    )
+    async def add_model(request: Request) -> str:
+        """Register a model version; it becomes the current version at once."""
+        req = await parse_body(request, AddModelRequest)
+        await management.add_model(req)
+        return f"Successfully added model with name '{req.model_name}' and input type '{req.input_type}'"
+
+    @admin.post(
+        "/delete_versioned_model",
+        response_class=PlainTextResponse,
+        openapi_extra=_body_doc(ModelVersionRequest),
+        tags=["models"],
+    )
+    async def delete_versioned_model(request: Request) -> str:
+        """Delete a model version and its replica records."""
+        req = await parse_body(request, ModelVersionRequest)
+        await management.delete_model(req.model_name, req.model_version)
+        return f"Successfully deleted model with name '{req.model_name}' and version '{req.model_version}'"
+
+    @admin.post(
+        "/set_model_version",
+        response_class=PlainTextResponse,
+        openapi_extra=_body_doc(ModelVersionRequest),
+        tags=["models"],
+    )
+    async def set_model_version(request: Request) -> str:
+        """Make an existing version the one queries go to."""
+        req = await parse_body(request, ModelVersionRequest)
+        await management.set_model_version(req.model_name, req.model_version)
+        return f"Successfully set model with name '{req.model_name}' to version '{req.model_version}'"
+
+    @admin.post(
+        "/add_model_links",
+        response_class=PlainTextResponse,
+        openapi_extra=_body_doc(ModelLinksRequest),
+        tags=["links"],
+    )
+    async def add_model_links(request: Request) -> str:
+        """Link an application to its (one) model."""
+        req = await parse_body(request, ModelLinksRequest)
+        name = await management.add_links(req.app_name, list(req.model_names))
+        return f"Successfully linked model with name '{name}' to application '{req.app_name}'"
+
+    @admin.post(
+        "/delete_model_links",
+        response_class=PlainTextResponse,
+        openapi_extra=_body_doc(ModelLinksRequest),
+        tags=["links"],
+    )
+    async def delete_model_links(request: Request) -> str:
+        """Unlink models from an application."""
+        req = await parse_body(request, ModelLinksRequest)
+        await management.delete_links(req.app_name, list(req.model_names))
+        return "Success!"
+
+    @admin.post("/get_all_applications", openapi_extra=_body_doc(VerboseRequest), tags=["applications"])
+    async def get_all_applications(request: Request) -> Response:
+        """Application names, or (verbose) every application's record."""
+        req = await parse_body(request, VerboseRequest)
+        names = await management.app_names()
+        if not req.verbose:
+            return _json(names)
+        infos = [await management.app_info(name) for name in names]
+        return _json([info.model_dump() for info in infos if info is not None])
+
+    @admin.post("/get_application", openapi_extra=_body_doc(AppNameRequest), tags=["applications"])
+    async def get_application(request: Request) -> Response:
+        """One application with its linked models, or `{}`."""
+        req = await parse_body(request, AppNameRequest)
+        return _dump(await management.app_info(req.name))
+
+    @admin.post("/get_linked_models", openapi_extra=_body_doc(AppLinksRequest), tags=["links"])
+    async def get_linked_models(request: Request) -> Response:
+        """Names of the models linked to an application."""
+        req = await parse_body(request, AppLinksRequest)
+        return _json(await management.linked_models(req.app_name))
+
+    @admin.post("/get_all_models", openapi_extra=_body_doc(VerboseRequest), tags=["models"])
+    async def get_all_models(request: Request) -> Response:
+        """`<name>:<version>` of every version, or (verbose) their records."""
+        req = await parse_body(request, VerboseRequest)
+        models = await management.models()
+        if req.verbose:
+            return _json([m.model_dump() for m in models])
+        return _json([f"{m.model_name}:{m.model_version}" for m in models])
+
+    @admin.post("/get_model", openapi_extra=_body_doc(ModelVersionRequest), tags=["models"])
+    async def get_model(request: Request) -> Response:
+        """One model version's record, or `{}`."""
+        req = await parse_body(request, ModelVersionRequest)
+        return _dump(await management.model_info(req.model_name, req.model_version))
+
+    @admin.post("/get_all_containers", openapi_extra=_body_doc(VerboseRequest), tags=["containers"])
+    async def get_all_containers(request: Request) -> Response:
+        """`<name>:<version>:<replica_id>` of every connected replica, or (verbose) their records."""
+        req = await parse_body(request, VerboseRequest)
+        containers = await management.containers()
+        if req.verbose:
+            return _json([c.model_dump() for c in containers])
+        return _json([f"{c.model_id}:{c.model_replica_id}" for c in containers])
+
+    @admin.post("/get_container", openapi_extra=_body_doc(ContainerRequest), tags=["containers"])
+    async def get_container(request: Request) -> Response:
+        """One replica's record, or `{}`."""
+        req = await parse_body(request, ContainerRequest)
+        return _dump(await management.container_info(req.model_name, req.model_version, req.replica_id))
+
+    @admin.post(
+        "/get_state",
+        response_class=PlainTextResponse,
+        openapi_extra=_body_doc(StateRequest),
+        tags=["applications"],
+    )
+    async def get_state(request: Request) -> str:
+        """The application's raw default output (empty for an unknown application)."""
+        req = await parse_body(request, StateRequest)
+        return await management.state(req.app_name, req.uid)
+
+    app.include_router(admin)
+    return app

@@ -1,0 +1,33 @@
+"""Clipper 0.4's `clipper_admin` import paths over clipper.admin, so Clipper scripts run unchanged.
+
+DockerContainerManager and KubernetesContainerManager are imported on first use (their SDKs are optional).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clipper import __version__
+from clipper.admin import lazy_manager
+from clipper.admin.connection import ClipperConnection
+from clipper.admin.exceptions import ClipperException, UnconnectedException
+from clipper.admin.managers.local import LocalContainerManager
+from clipper_admin import deployers
+
+__registry__ = "clipper"
+
+__all__ = [
+    "ClipperConnection",
+    "ClipperException",
+    "LocalContainerManager",
+    "UnconnectedException",
+    "__registry__",
+    "__version__",
+    "deployers",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("DockerContainerManager", "KubernetesContainerManager"):
+        return lazy_manager(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,574 @@
+"""The /admin API against a real Redis: every endpoint's success and Clipper's error texts (§3.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+import requests
+
+from clipper.config.redis_server import start_redis
+from clipper.config.store import ConfigStore, Db
+from clipper.frontends.management import Management
+from clipper.frontends.management_http import build_management_app
+from clipper.schema import Container
+from tests.conftest import free_port
+
+SCHEMA_PREFIX = "Error parsing JSON: "
+BATCH_SIZE_ERROR = "The batch size must be positive or DEFAULT_BATCH_SIZE, which is -1"
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[ConfigStore]:
+    """A second store on the same Redis, playing the query frontends that write container records."""
+    async with ConfigStore(redis_url) as s:
+        yield s
+
+
+@pytest.fixture
+async def management(redis_url: str) -> AsyncIterator[Management]:
+    m = Management(ConfigStore(redis_url))
+    await m.connect()
+    yield m
+    await m.close()
+
+
+@pytest.fixture
+async def client(management: Management) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_management_app(management))
+    async with httpx.AsyncClient(transport=transport, base_url="http://mgmt") as c:
+        yield c
+
+
+async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return await client.post(f"/admin/{path}", content=content, headers={"Content-Type": "application/json"})
+
+
+async def ok(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
+    r = await post(client, path, body)
+    assert r.status_code == 200, r.text
+    return r
+
+
+async def rejected(client: httpx.AsyncClient, path: str, body: Any) -> str:
+    r = await post(client, path, body)
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("text/plain")
+    return r.text
+
+
+def app_body(name: str = "app", input_type: str = "doubles", **over: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "input_type": input_type,
+        "default_output": "-1.0",
+        "latency_slo_micros": 100_000,
+    } | over
+
+
+def model_body(
+    name: str = "m", version: str = "1", input_type: str = "doubles", **over: Any
+) -> dict[str, Any]:
+    body = {
+        "model_name": name,
+        "model_version": version,
+        "labels": ["a", "b"],
+        "input_type": input_type,
+        "container_name": "img:1",
+        "model_data_path": "DEPRECATED",
+        "batch_size": -1,
+    }
+    return body | over
+
+
+async def linked_setup(client: httpx.AsyncClient) -> None:
+    """App `app` (doubles) linked to model `m` (version 1, doubles)."""
+    await ok(client, "add_app", app_body())
+    await ok(client, "add_model", model_body())
+    await ok(client, "add_model_links", {"app_name": "app", "model_names": ["m"]})
+
+
+async def snapshot(redis_url: str) -> dict[int, dict[bytes, tuple[bytes | None, int]]]:
+    """Every key of every database, serialised with DUMP, with its TTL."""
+    out: dict[int, dict[bytes, tuple[bytes | None, int]]] = {}
+    for db in range(16):
+        client = aioredis.Redis.from_url(redis_url, db=db)
+        try:
+            keys = await client.keys("*")
+            out[db] = {k: (await client.dump(k), await client.pttl(k)) for k in keys}
+        finally:
+            await client.aclose()
+    return out
+
+
+# --- health, routing, docs ------------------------------------------------------------------------
+
+
+async def test_ping_is_503_until_redis_is_connected_then_pong(redis_url: str) -> None:
+    management = Management(ConfigStore(redis_url))
+    transport = httpx.ASGITransport(app=build_management_app(management))
+    async with httpx.AsyncClient(transport=transport, base_url="http://mgmt") as c:
+        r = await c.get("/admin/ping")
+        assert r.status_code == 503 and "Waiting for Redis" in r.json()["detail"]
+        assert (await post(c, "add_app", app_body())).status_code == 503
+        await management.connect()
+        r = await c.get("/admin/ping")
+        assert (r.status_code, r.text) == (200, "PONG")
+        await management.close()
+
+
+async def test_unknown_route_is_404_json_and_wrong_method_405(client: httpx.AsyncClient) -> None:
+    r = await post(client, "no_such_call", {})
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    r = await client.get("/admin/add_app")
+    assert r.status_code == 405 and "detail" in r.json()
+
+
+async def test_openapi_docs_list_every_endpoint(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    names = {
+        "ping", "add_app", "delete_app", "add_model", "delete_versioned_model", "set_model_version",
+        "add_model_links", "delete_model_links", "get_all_applications", "get_application",
+        "get_linked_models", "get_all_models", "get_model", "get_all_containers", "get_container",
+        "get_state",
+    }  # fmt: skip
+    assert set(paths) == {f"/admin/{n}" for n in names}
+    add_app = paths["/admin/add_app"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(add_app["required"]) == {"name", "input_type", "default_output", "latency_slo_micros"}
+
+
+# --- applications ---------------------------------------------------------------------------------
+
+
+async def test_add_app_then_get_application(client: httpx.AsyncClient) -> None:
+    r = await ok(client, "add_app", app_body(input_type="d"))
+    assert r.text == "Successfully added application with name 'app'"
+    r = await ok(client, "get_application", {"name": "app"})
+    assert r.json() == {
+        "name": "app",
+        "input_type": "doubles",
+        "default_output": "-1.0",
+        "latency_slo_micros": 100_000,
+        "linked_models": [],
+    }
+    assert await rejected(client, "add_app", app_body()) == "application 'app' already exists"
+
+
+async def test_add_app_without_json_content_type(client: httpx.AsyncClient) -> None:
+    """curl -d sends application/x-www-form-urlencoded; the body is still read as JSON."""
+    r = await client.post(
+        "/admin/add_app",
+        content=orjson.dumps(app_body()),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post("/admin/get_application", content=b'{"name": "app"}')
+    assert r.json()["name"] == "app"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (app_body(input_type="tensors"), "input_type: Invalid input_type 'tensors'. Use one of: bytes,"),
+        (app_body(name="My_App"), "name: Invalid value: 'My_App': application name must consist of"),
+        (app_body(name="a,b"), "name: Invalid value: 'a,b'"),
+        (app_body(latency_slo_micros=0), "latency_slo_micros: Input should be greater than 0"),
+        (app_body(latency_slo_micros=-5), "latency_slo_micros: Input should be greater than 0"),
+        (app_body(latency_slo_micros=2**31), "latency_slo_micros: Input should be less than or equal to"),
+        (app_body(latency_slo_micros="100"), "latency_slo_micros: Input should be a valid integer"),
+        (app_body(latency_slo_micros=1.5), "latency_slo_micros: Input should be a valid integer"),
+        (app_body(default_output=1), "default_output: Input should be a valid string"),
+        (app_body(extra=1), "extra: unknown key"),
+        ({"name": "app"}, "JSON object does not have required key: input_type"),
+        (b'{"name": ', "JSON parse error: "),
+        (b"", "JSON parse error: "),
+        (b"[1, 2]", "Input should be an object"),
+    ],
+)
+async def test_add_app_rejects_bad_bodies(client: httpx.AsyncClient, body: Any, expected: str) -> None:
+    text = await rejected(client, "add_app", body)
+    assert text.startswith(SCHEMA_PREFIX + expected), text
+    assert text.endswith('Expected JSON schema: {"name" := string, "input_type" := string, '
+                         '"default_output" := string, "latency_slo_micros" := integer}')  # fmt: skip
+    assert (await ok(client, "get_all_applications", {"verbose": False})).json() == []
+
+
+async def test_delete_app_removes_links_and_state(client: httpx.AsyncClient, store: ConfigStore) -> None:
+    await linked_setup(client)
+    r = await ok(client, "delete_app", {"name": "app"})
+    assert r.text == "Successfully deleted application with name 'app'"
+    assert (await ok(client, "get_application", {"name": "app"})).json() == {}
+    assert await store.get_links("app") == [] and await store.get_state("app") is None
+    assert await rejected(client, "delete_app", {"name": "app"}) == "Application 'app' does not exist"
+    # Re-created app starts clean (Clipper bug #774: it inherited the old link).
+    await ok(client, "add_app", app_body())
+    assert (await ok(client, "get_linked_models", {"app_name": "app"})).json() == []
+
+
+async def test_get_all_applications(client: httpx.AsyncClient) -> None:
+    await linked_setup(client)
+    await ok(client, "add_app", app_body("other", "strings"))
+    assert (await ok(client, "get_all_applications", {"verbose": False})).json() == ["app", "other"]
+    verbose = (await ok(client, "get_all_applications", {"verbose": True})).json()
+    assert [(a["name"], a["input_type"], a["linked_models"]) for a in verbose] == [
+        ("app", "doubles", ["m"]),
+        ("other", "strings", []),
+    ]
+    text = await rejected(client, "get_all_applications", {"verbose": "true"})
+    assert text.startswith(SCHEMA_PREFIX + "verbose: Input should be a valid boolean")
+
+
+async def test_get_linked_models(client: httpx.AsyncClient) -> None:
+    await linked_setup(client)
+    assert (await ok(client, "get_linked_models", {"app_name": "app"})).json() == ["m"]
+    text = await rejected(client, "get_linked_models", {"app_name": "nope"})
+    assert text == "No application with name 'nope' exists."
+
+
+async def test_get_state(client: httpx.AsyncClient) -> None:
+    await ok(client, "add_app", app_body(default_output="cat"))
+    assert (await ok(client, "get_state", {"app_name": "app", "uid": 0})).text == "cat"
+    assert (await ok(client, "get_state", {"app_name": "app", "uid": 7})).text == "cat"
+    assert (await ok(client, "get_state", {"app_name": "nope", "uid": 0})).text == ""
+    text = await rejected(client, "get_state", {"app_name": "app"})
+    assert text.startswith(SCHEMA_PREFIX + "JSON object does not have required key: uid")
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+async def test_add_model_becomes_current_and_get_model(client: httpx.AsyncClient) -> None:
+    r = await ok(client, "add_model", model_body(input_type="d"))
+    assert r.text == "Successfully added model with name 'm' and input type 'doubles'"
+    await ok(client, "add_model", model_body(version="2", labels=[]))
+    v1 = (await ok(client, "get_model", {"model_name": "m", "model_version": "1"})).json()
+    assert v1 == {
+        "model_name": "m",
+        "model_version": "1",
+        "input_type": "doubles",
+        "labels": ["a", "b"],
+        "container_name": "img:1",
+        "model_data_path": "DEPRECATED",
+        "is_current_version": False,
+    }
+    v2 = (await ok(client, "get_model", {"model_name": "m", "model_version": "2"})).json()
+    assert v2["is_current_version"] and v2["labels"] == [""]  # Clipper's round trip of an empty list
+    assert (await ok(client, "get_model", {"model_name": "m", "model_version": "3"})).json() == {}
+    text = await rejected(client, "add_model", model_body())
+    assert text == "model with name 'm' and version '1' already exists"
+
+
+async def test_get_all_models(client: httpx.AsyncClient) -> None:
+    await ok(client, "add_model", model_body())
+    await ok(client, "add_model", model_body(version="2"))
+    await ok(client, "add_model", model_body("n", "7", "strings"))
+    assert (await ok(client, "get_all_models", {"verbose": False})).json() == ["m:1", "m:2", "n:7"]
+    verbose = (await ok(client, "get_all_models", {"verbose": True})).json()
+    assert [(m["model_name"], m["model_version"], m["is_current_version"]) for m in verbose] == [
+        ("m", "1", False),
+        ("m", "2", True),
+        ("n", "7", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("over", "expected"),
+    [
+        ({"batch_size": 0}, BATCH_SIZE_ERROR),
+        ({"batch_size": -2, "model_name": "a,b"}, BATCH_SIZE_ERROR),  # batch size first, as in Clipper
+        ({"model_name": "a,b"}, "Invalid model name supplied: a,b. Contains one of: ',', ':'"),
+        ({"model_version": "1:2"}, "Invalid model version supplied: 1:2. Contains one of: ',', ':'"),
+        ({"labels": ["ok", "x:y"]}, "Invalid label supplied: x:y. Contains one of: ',', ':'"),
+    ],
+)  # fmt: skip
+async def test_add_model_validation_messages(
+    client: httpx.AsyncClient, over: dict[str, Any], expected: str
+) -> None:
+    assert await rejected(client, "add_model", model_body(**over)) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (model_body(input_type="image"), "input_type: Invalid input_type 'image'"),
+        (model_body(batch_size=2**31), "batch_size: Input should be less than or equal to 2147483647"),
+        (model_body(labels="a,b"), "labels: Input should be a valid array"),
+        ({k: v for k, v in model_body().items() if k != "labels"}, "JSON object does not have required key"),
+    ],
+)  # fmt: skip
+async def test_add_model_rejects_bad_bodies(client: httpx.AsyncClient, body: Any, expected: str) -> None:
+    text = await rejected(client, "add_model", body)
+    assert text.startswith(SCHEMA_PREFIX + expected), text
+
+
+async def test_add_model_keeps_input_type_of_linked_apps(client: httpx.AsyncClient) -> None:
+    await linked_setup(client)
+    text = await rejected(client, "add_model", model_body(version="2", input_type="ints"))
+    assert text == (
+        "Model with name 'm' is already linked to app 'app' using input type 'doubles'. The input type you "
+        "provided for a new version of the model, 'integers', is not compatible."
+    )
+
+
+async def test_delete_versioned_model_deletes_for_real(client: httpx.AsyncClient, store: ConfigStore) -> None:
+    await ok(client, "add_model", model_body())
+    await ok(client, "add_model", model_body(version="2"))
+    rid = await store.next_replica_id("m", "2")
+    await store.add_container(
+        Container(model_name="m", model_version="2", model_replica_id=rid, input_type="doubles")
+    )
+    r = await ok(client, "delete_versioned_model", {"model_name": "m", "model_version": "2"})
+    assert r.text == "Successfully deleted model with name 'm' and version '2'"
+    assert (await ok(client, "get_all_models", {"verbose": False})).json() == ["m:1"]
+    assert (await ok(client, "get_all_containers", {"verbose": False})).json() == []
+    # The current version was 2 and version 1 remains: the pointer is left for the operator to move.
+    assert await store.get_current_version("m") == "2"
+    text = await rejected(client, "delete_versioned_model", {"model_name": "m", "model_version": "2"})
+    assert text == "model with name 'm' and version '2' does not exist"
+    # Clipper could not re-add a half-deleted version; here it is simply gone.
+    await ok(client, "add_model", model_body(version="2"))
+    await ok(client, "delete_versioned_model", {"model_name": "m", "model_version": "1"})
+    await ok(client, "delete_versioned_model", {"model_name": "m", "model_version": "2"})
+    assert await store.get_current_version("m") is None  # the last version took the pointer with it
+
+
+async def test_version_marked_by_clipper_can_be_deleted_and_re_added(
+    client: httpx.AsyncClient, store: ConfigStore, redis_url: str
+) -> None:
+    """Clipper left a version without its `valid` field until a frontend swept it (reference §9 #19)."""
+    await ok(client, "add_model", model_body())
+    await store.db(Db.MODELS).hdel("m:1", "valid")
+    assert (await ok(client, "get_all_models", {"verbose": False})).json() == []
+    await ok(client, "delete_versioned_model", {"model_name": "m", "model_version": "1"})
+    assert await snapshot(redis_url) == {db: {} for db in range(16)}
+    await ok(client, "add_model", model_body())
+    assert (await ok(client, "get_all_models", {"verbose": False})).json() == ["m:1"]
+
+
+async def test_set_model_version(client: httpx.AsyncClient) -> None:
+    await ok(client, "add_model", model_body())
+    await ok(client, "add_model", model_body(version="2"))
+    r = await ok(client, "set_model_version", {"model_name": "m", "model_version": "1"})
+    assert r.text == "Successfully set model with name 'm' to version '1'"
+    assert (await ok(client, "get_model", {"model_name": "m", "model_version": "1"})).json()[
+        "is_current_version"
+    ]
+    text = await rejected(client, "set_model_version", {"model_name": "x", "model_version": "1"})
+    assert text == "Cannot set version for nonexistent model 'x'"
+    text = await rejected(client, "set_model_version", {"model_name": "m", "model_version": "9"})
+    assert text == "Cannot set non-existent version '9' for model with name 'm'"
+
+
+async def test_set_model_version_keeps_input_type_of_linked_apps(client: httpx.AsyncClient) -> None:
+    await ok(client, "add_model", model_body(version="2", input_type="ints"))
+    await ok(client, "add_model", model_body(version="1"))  # current: 1, doubles
+    await ok(client, "add_app", app_body())
+    await ok(client, "add_model_links", {"app_name": "app", "model_names": ["m"]})
+    text = await rejected(client, "set_model_version", {"model_name": "m", "model_version": "2"})
+    assert text.startswith("Model with name 'm' is already linked to app 'app' using input type 'doubles'.")
+
+
+# --- links ----------------------------------------------------------------------------------------
+
+
+async def test_add_and_delete_model_links(client: httpx.AsyncClient) -> None:
+    await ok(client, "add_app", app_body())
+    await ok(client, "add_model", model_body())
+    r = await ok(client, "add_model_links", {"app_name": "app", "model_names": ["m"]})
+    assert r.text == "Successfully linked model with name 'm' to application 'app'"
+    assert (await ok(client, "get_application", {"name": "app"})).json()["linked_models"] == ["m"]
+    r = await ok(client, "delete_model_links", {"app_name": "app", "model_names": ["m"]})
+    assert r.text == "Success!"
+    assert (await ok(client, "get_linked_models", {"app_name": "app"})).json() == []
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["ghost"], "No model with name 'ghost' exists."),
+        (["s"], "Model with name 's' has incompatible input_type 'strings'. "
+                "Requested app to link to has input_type 'doubles'."),
+        ([], "Please provide the name of the model that you want to link to the application 'app'"),
+        (["m", "m2"], "Applications must be linked with at most one model. "
+                      "Attempted to add links to 2 models."),
+        (["m"], "The model with name 'm' is already linked to 'app'"),
+        (["m2"], "A model with name m is already linked to 'app'."),
+    ],
+)  # fmt: skip
+async def test_add_model_links_errors(client: httpx.AsyncClient, names: list[str], expected: str) -> None:
+    await linked_setup(client)
+    await ok(client, "add_model", model_body("m2"))
+    await ok(client, "add_model", model_body("s", input_type="strings"))
+    assert await rejected(client, "add_model_links", {"app_name": "app", "model_names": names}) == expected
+
+
+async def test_link_errors_name_the_app_first(client: httpx.AsyncClient) -> None:
+    body = {"app_name": "nope", "model_names": ["ghost"]}
+    assert await rejected(client, "add_model_links", body) == "No app with name 'nope' exists."
+    assert await rejected(client, "delete_model_links", body) == "No app with name nope exists."
+
+
+async def test_delete_nonexistent_link(client: httpx.AsyncClient) -> None:
+    await linked_setup(client)
+    text = await rejected(client, "delete_model_links", {"app_name": "app", "model_names": ["other"]})
+    assert text == "Cannot remove nonexistent link between app app and model other"
+
+
+async def test_concurrent_links_to_one_app_yield_one_link(client: httpx.AsyncClient) -> None:
+    await ok(client, "add_app", app_body())
+    names = [f"m{i}" for i in range(8)]
+    for name in names:
+        await ok(client, "add_model", model_body(name))
+    replies = await asyncio.gather(
+        *(post(client, "add_model_links", {"app_name": "app", "model_names": [n]}) for n in names)
+    )
+    assert sorted(r.status_code for r in replies) == [200] + [400] * 7
+    assert len((await ok(client, "get_linked_models", {"app_name": "app"})).json()) == 1
+
+
+# --- containers -----------------------------------------------------------------------------------
+
+
+async def test_containers_written_by_query_frontends(client: httpx.AsyncClient, store: ConfigStore) -> None:
+    for version, frontend in (("1", "fe-a"), ("1", "fe-b"), ("2", "fe-a")):
+        rid = await store.next_replica_id("m", version)
+        record = Container(
+            model_name="m",
+            model_version=version,
+            model_replica_id=rid,
+            input_type="doubles",
+            frontend_id=frontend,
+        )
+        await store.add_container(record)
+    assert (await ok(client, "get_all_containers", {"verbose": False})).json() == ["m:1:0", "m:1:1", "m:2:0"]
+    verbose = (await ok(client, "get_all_containers", {"verbose": True})).json()
+    assert verbose[1] == {
+        "model_id": "m:1",
+        "model_name": "m",
+        "model_version": "1",
+        "model_replica_id": 1,
+        "input_type": "doubles",
+    }
+    one = await ok(client, "get_container", {"model_name": "m", "model_version": "2", "replica_id": 0})
+    assert one.json()["model_id"] == "m:2"
+    none = await ok(client, "get_container", {"model_name": "m", "model_version": "2", "replica_id": 5})
+    assert none.json() == {}
+    text = await rejected(
+        client, "get_container", {"model_name": "m", "model_version": "2", "replica_id": "0"}
+    )
+    assert text.startswith(SCHEMA_PREFIX + "replica_id: Input should be a valid integer")
+
+
+# --- a rejected request changes nothing -----------------------------------------------------------
+
+REJECTED = [
+    ("add_app", app_body()),
+    ("add_app", app_body("fresh", latency_slo_micros=0)),
+    ("add_app", app_body("fresh", input_type="nope")),
+    ("delete_app", {"name": "ghost"}),
+    ("add_model", model_body()),
+    ("add_model", model_body(version="2", input_type="strings")),
+    ("add_model", model_body("fresh", batch_size=0)),
+    ("add_model", model_body("fresh", labels=["ok", "bad,label"])),
+    ("add_model", model_body("fresh", extra="x")),
+    ("delete_versioned_model", {"model_name": "m", "model_version": "9"}),
+    ("set_model_version", {"model_name": "m", "model_version": "9"}),
+    ("set_model_version", {"model_name": "m", "model_version": "0"}),
+    ("add_model_links", {"app_name": "app", "model_names": ["m"]}),
+    ("add_model_links", {"app_name": "app", "model_names": ["t"]}),
+    ("add_model_links", {"app_name": "free", "model_names": ["m", "t"]}),
+    ("add_model_links", {"app_name": "free", "model_names": ["s"]}),
+    ("delete_model_links", {"app_name": "app", "model_names": ["m", "t"]}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), REJECTED, ids=[f"{p}-{i}" for i, (p, _) in enumerate(REJECTED)])
+async def test_rejected_request_changes_nothing(
+    client: httpx.AsyncClient, redis_url: str, path: str, body: dict[str, Any]
+) -> None:
+    await ok(client, "add_model", model_body(version="0", input_type="ints"))
+    await linked_setup(client)
+    await ok(client, "add_app", app_body("free"))
+    await ok(client, "add_model", model_body("t"))
+    await ok(client, "set_model_version", {"model_name": "t", "model_version": "1"})
+    await ok(client, "add_model", model_body("s", input_type="strings"))
+    before = await snapshot(redis_url)
+    await rejected(client, path, body)
+    assert await snapshot(redis_url) == before
+
+
+# --- the real process -----------------------------------------------------------------------------
+
+
+def poll(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def ping_status(url: str) -> int | None:
+    try:
+        return requests.get(f"{url}/admin/ping", timeout=2).status_code
+    except requests.ConnectionError:
+        return None
+
+
+def test_real_server_waits_for_redis_then_serves(tmp_path: Path) -> None:
+    """`python -m clipper.frontends.management` starts before Redis, says it waits, and serves once it can."""
+    redis_port, http_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{http_port}"
+    env = {
+        **os.environ,
+        "CLIPPER_REDIS_URL": f"redis://127.0.0.1:{redis_port}",
+        "CLIPPER_HTTP_HOST": "127.0.0.1",
+        "CLIPPER_MANAGEMENT_PORT": str(http_port),
+    }
+    log = tmp_path / "management.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clipper.frontends.management"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        poll(lambda: ping_status(url) == 503, "the server to answer 503 while Redis is down")
+        poll(
+            lambda: f"Waiting for Redis at redis://127.0.0.1:{redis_port}" in log.read_text(), "the wait log"
+        )
+        assert f"Management frontend starting on {url}" in log.read_text()
+        redis_proc = start_redis(redis_port, tmp_path / "redis", tmp_path / "redis.log")
+        try:
+            poll(lambda: ping_status(url) == 200, "ping to turn 200 once Redis is up")
+            assert requests.get(f"{url}/admin/ping", timeout=5).text == "PONG"
+            r = requests.post(f"{url}/admin/add_app", json=app_body(), timeout=5)
+            assert (r.status_code, r.text) == (200, "Successfully added application with name 'app'")
+            r = requests.post(f"{url}/admin/add_app", json=app_body(), timeout=5)
+            assert (r.status_code, r.text) == (400, "application 'app' already exists")
+            r = requests.post(f"{url}/admin/get_all_applications", data=b'{"verbose": false}', timeout=5)
+            assert r.json() == ["app"]
+        finally:
+            redis_proc.terminate()
+            redis_proc.wait(10)
+    finally:
+        proc.terminate()
+        try:
+            # uvicorn shuts down gracefully, then re-raises the signal so the exit status reports it
+            assert proc.wait(10) in (0, -signal.SIGTERM), log.read_text()
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
