@@ -94,6 +94,7 @@ pass_state = click.make_pass_decorator(CliState)
 @click.option("--redis-port", default=6379, show_default=True, help="Port of the cluster's Redis.")
 @click.option("--redis-ip", default=None, help="Use a Redis already running at this address instead.")
 @click.option("--cache-size", default=33554432, show_default=True, help="Prediction cache size in bytes.")
+@click.option("--frontends", default=1, show_default=True, help="Query frontends sharing the query port.")
 @pass_state
 def start(
     state: CliState,
@@ -103,6 +104,7 @@ def start(
     redis_port: int,
     redis_ip: str | None,
     cache_size: int,
+    frontends: int,
 ) -> None:
     """Start a local cluster.
 
@@ -116,7 +118,7 @@ def start(
         redis_ip=redis_ip,
     )
     with console.status(f"Starting cluster {state.cluster}..."):
-        ClipperConnection(manager).start_clipper(cache_size=cache_size)
+        ClipperConnection(manager).start_clipper(cache_size=cache_size, num_frontend_replicas=frontends)
     console.print(f"[green]Cluster {state.cluster} is running[/green]")
     _print_addresses(manager)
 
@@ -330,6 +332,22 @@ def replicas(state: CliState, model: str, count: int | None, version: str | None
     if count is not None:
         conn.set_num_replicas(model, count, version)
     console.print(f"{model}: {conn.get_num_replicas(model, version)} replica(s)")
+
+
+@cli.command()
+@click.argument("count", type=int, required=False)
+@pass_state
+def frontends(state: CliState, count: int | None) -> None:
+    """Show the number of query frontends, or set it to COUNT.
+
+    Frontends share the query port; model replicas join new ones and leave stopped ones without restarting.
+    A stopped frontend first answers every query it holds.
+    """
+    conn = state.connect()
+    if count is not None:
+        with console.status(f"Scaling query frontends to {count}..."):
+            conn.set_num_frontends(count)
+    console.print(f"{conn.get_num_frontends()} query frontend(s)")
 
 
 def hello_model(inputs: list[Any]) -> list[str]:

@@ -148,7 +148,7 @@ def test_metrics_logs_and_inspection(cluster: ClipperConnection, tmp_path: Path)
     assert r.status_code == 200
     assert cluster.inspect_instance()
     logs = cluster.get_clipper_logs(str(tmp_path / "logs"))
-    assert any(p.endswith("query.log") for p in logs) and all(Path(p).exists() for p in logs)
+    assert any(p.endswith("query-0.log") for p in logs) and all(Path(p).exists() for p in logs)
 
 
 def test_predict_function_checks_locally(cluster: ClipperConnection) -> None:

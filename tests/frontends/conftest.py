@@ -51,7 +51,7 @@ class QueryCluster:
         self.redis = redis.Redis.from_url(redis_url, db=3, decode_responses=True)
 
     def _spawn(self, cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"{name}-{len(self.procs)}.log", "wb")  # noqa: SIM115 - owned by the process
+        log = open(self.tmp / f"{name}-{len(self.procs)}.log", "wb")
         full_env = {**os.environ, "PYTHONPATH": f"{TESTS_DIR}:{TESTS_DIR.parent}", **env}
         proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
@@ -92,7 +92,7 @@ class QueryCluster:
 
     def container(self, model: str, function: str, version: str = "1", input_type: str = "doubles",
                   wait: bool = True, **env: str) -> subprocess.Popen[bytes]:  # fmt: skip
-        """Start `python -m clipper.runtime` serving `clipper_test_models.<function>`; wait until registered."""
+        """Start `python -m clipper.runtime` serving `clipper_test_models.<function>`; wait for it."""
         before = self.replicas(model, version)
         proc = self._spawn(
             [sys.executable, "-m", "clipper.runtime"],

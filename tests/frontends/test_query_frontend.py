@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import re
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.frontends.conftest import QueryCluster, wait_until
+from tests.frontends.conftest import TESTS_DIR, QueryCluster, wait_until
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,10 @@ def test_a_slow_model_is_answered_with_the_default_within_the_slo(cluster: Query
     cluster.app("a", model="slow", slo_micros=100_000)
     reply = cluster.post("a", {"input": [1.0]}).json()
     assert reply["default"] is True
-    assert reply["default_explanation"] == "Failed to retrieve a prediction response within the specified latency SLO"
+    assert (
+        reply["default_explanation"]
+        == "Failed to retrieve a prediction response within the specified latency SLO"
+    )
 
 
 def test_container_killed_mid_batch_every_query_is_answered_and_a_restart_serves_again(cluster: QueryCluster):
@@ -109,8 +113,7 @@ def test_queries_in_flight_on_a_killed_replica_are_retried_on_another(cluster: Q
     cluster.app("a", model="m", slo_micros=60_000_000)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(cluster.post, "a", {"input": [1.0, 2.0]}, 60)
-        wait_until(lambda: re.search(r'clipper_model_batch_size_count\{[^}]*\} 1', cluster.metrics()) is None
-                   and victim.poll() is None and _in_flight(cluster), what="the batch to be sent")  # fmt: skip
+        wait_until(lambda: _in_flight(cluster), what="the batch to be sent to the slow replica")
         cluster.container("m", "sum_inputs")
         victim.send_signal(signal.SIGKILL)
         reply = future.result().json()
@@ -119,6 +122,7 @@ def test_queries_in_flight_on_a_killed_replica_are_retried_on_another(cluster: Q
 
 
 def _in_flight(cluster: QueryCluster) -> bool:
+    """The query left the queue: with one replica, it is in that replica's hands."""
     return 'clipper_model_queue_length{model="m",version="1"} 0.0' in cluster.metrics()
 
 
@@ -147,7 +151,9 @@ def test_concurrent_load_forms_batches_bigger_than_one(make_cluster):
     cluster.container("m", "batch_size")
     cluster.app("a", model="m")
     with ThreadPoolExecutor(16) as pool:
-        sizes = list(pool.map(lambda i: cluster.post("a", {"input": [float(i)]}).json()["output"], range(400)))
+        sizes = list(
+            pool.map(lambda i: cluster.post("a", {"input": [float(i)]}).json()["output"], range(400))
+        )
     assert max(sizes) > 1
 
 
@@ -181,21 +187,18 @@ def test_past_the_queue_bound_the_frontend_answers_503_at_once(make_cluster):
 
 
 def test_a_clipper_0_4_container_registers_and_serves(cluster: QueryCluster):
-    import subprocess
-    import sys
-
-    from tests.frontends.conftest import TESTS_DIR
-
+    """tests/rpc/clipper_container.py speaks RPC v3 as Clipper 0.4's Python container does."""
     cluster.model("legacy")
     before = cluster.replicas("legacy", "1")
-    cluster._spawn(
-        [sys.executable, str(TESTS_DIR / "rpc" / "clipper_container.py")],
-        {"CLIPPER_MODEL_NAME": "legacy", "CLIPPER_MODEL_VERSION": "1", "CLIPPER_INPUT_TYPE": "doubles",
-         "CLIPPER_PORT": str(cluster.rpc_port)},  # fmt: skip
-        "legacy",
-    )
+    legacy_env = {
+        "CLIPPER_MODEL_NAME": "legacy",
+        "CLIPPER_MODEL_VERSION": "1",
+        "CLIPPER_INPUT_TYPE": "doubles",
+        "CLIPPER_PORT": str(cluster.rpc_port),
+    }
+    cluster._spawn([sys.executable, str(TESTS_DIR / "rpc" / "clipper_container.py")], legacy_env, "legacy")
     wait_until(lambda: cluster.replicas("legacy", "1") > before, what="the Clipper container to register")
     cluster.app("a", model="legacy")
     reply = cluster.post("a", {"input": [1.0, 2.0]}).json()
     assert reply["default"] is False
-    assert subprocess  # imported for symmetry with other helpers
+    assert reply["output"] == 3.0

@@ -289,6 +289,16 @@ class ClipperConnection:
         version = self.get_current_model_version(name) if version is None else str(version)
         return self.cm.get_num_replicas(name, version)
 
+    def get_num_frontends(self) -> int:
+        """How many query frontends serve the query address."""
+        self._require_connection()
+        return self.cm.get_num_frontends()
+
+    def set_num_frontends(self, num_frontends: int) -> None:
+        """Scale the query frontends; model containers join and leave them without restarting."""
+        self._require_connection()
+        self.cm.set_num_frontends(num_frontends)
+
     def set_num_replicas(self, name: str, num_replicas: int, version: str | None = None) -> None:
         """Start or stop replicas of the version (default: current) until `num_replicas` run."""
         self._require_connection()

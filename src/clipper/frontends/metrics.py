@@ -39,7 +39,8 @@ class QueryMetrics:
             ["model", "version"], buckets=_BATCH_BUCKETS, registry=registry,
         )  # fmt: skip
         self._model_latency = Histogram(
-            "clipper_model_batch_latency_seconds", "Send-to-answer time of a batch (Clipper: model:..:prediction_latency)",
+            "clipper_model_batch_latency_seconds",
+            "Send-to-answer time of a batch (Clipper: model:<m>:<v>:prediction_latency)",
             ["model", "version"], buckets=_LATENCY_BUCKETS_S, registry=registry,
         )  # fmt: skip
         self._model_predictions = Counter(

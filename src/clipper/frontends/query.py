@@ -124,25 +124,18 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         registry_task.cancel()
         with contextlib.suppress(redis.exceptions.RedisError):
             await store.deregister_frontend(fid)
-        await _drain(processor, settings.drain_timeout_ms / 1000)
+        await follower.stop()
+        rpc.set_frontends([f.rpc_address for f in await store.list_frontends()], leaving=True)
+        await app.drained(settings.drain_timeout_ms / 1000)
         server.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await http_task
         processor.shutdown()
         await rpc.stop()
-        await follower.stop()
         with contextlib.suppress(redis.exceptions.RedisError):
             await store.remove_frontend_containers(fid)
         await store.close()
         logger.info("Query frontend %s stopped", fid)
-
-
-async def _drain(processor: QueryProcessor, timeout_s: float) -> None:
-    """Wait until nothing is queued or in flight, at most `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while processor.has_work() and loop.time() < deadline:
-        await asyncio.sleep(0.01)
 
 
 async def _heartbeat_registry(store: ConfigStore, me: Frontend, ttl_ms: int) -> None:

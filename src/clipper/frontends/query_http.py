@@ -6,6 +6,8 @@ by hand because this is the hottest code in the system and a framework costs mor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -67,6 +69,8 @@ class QueryApp:
         self.frontend_id = frontend_id
         self.ready = False
         self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
 
     async def __call__(self, scope: Any, proto: Any) -> None:
         path: str = scope.path
@@ -93,8 +97,24 @@ class QueryApp:
             body = error_body("Not found", f"No route for {method} {path}")
         proto.response_bytes(status, headers, body)
 
+    async def drained(self, timeout_s: float) -> None:
+        """Wait until every predict request in hand is answered, at most `timeout_s`."""
+        if self.in_flight:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+
     async def predict(self, app_name: str, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         """Answer one predict request; domain errors become Clipper-shaped JSON errors."""
+        self.in_flight += 1
+        try:
+            return await self._predict(app_name, raw)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
+
+    async def _predict(self, app_name: str, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         start = time.perf_counter()
         try:
             route = self.processor.route(app_name)

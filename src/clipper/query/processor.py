@@ -149,7 +149,7 @@ class QueryProcessor(RpcListener):
             self.current_versions[model] = version
 
     def set_model(self, name: str, version: str, batch_size: int) -> None:
-        """A model version exists (or changed); a new deployment under the same name never sees stale outputs."""
+        """A model version exists or changed; its cached outputs go, so a redeployment is never stale."""
         key = (name, version)
         self.model_batch_sizes[key] = batch_size
         self.cache.invalidate(name, version)
@@ -191,7 +191,7 @@ class QueryProcessor(RpcListener):
         return route
 
     def submit(self, route: AppRoute, inputs: list[bytes], version: str | None = None) -> PendingRequest:
-        """Start answering `inputs` for an app; the returned request completes by its deadline at the latest."""
+        """Start answering `inputs` for an app; the request completes by its deadline at the latest."""
         loop = asyncio.get_running_loop()
         first_id = next(self._query_ids)
         for _ in range(len(inputs) - 1):
@@ -355,7 +355,3 @@ class QueryProcessor(RpcListener):
             for query in flight.batch:
                 self._finish(flight.state, query, SLO_ANSWER)
         self._in_flight.clear()
-
-    def has_work(self) -> bool:
-        """Whether any query is queued or in flight (a draining frontend waits for this to be False)."""
-        return bool(self._in_flight) or any(len(s.queue) for s in self.versions.values())

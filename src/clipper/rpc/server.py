@@ -244,8 +244,19 @@ class RpcServer:
 
     # --- scale-out ---------------------------------------------------------------------------
 
-    def set_frontends(self, addresses: list[str]) -> None:
-        """The live frontends changed: tell every container that follows the list."""
+    @property
+    def address(self) -> str:
+        """`host:port` where containers reach this frontend."""
+        return f"{self.host}:{self.port}"
+
+    def set_frontends(self, addresses: list[str], leaving: bool = False) -> None:
+        """The live frontends changed: tell every container that follows the list.
+
+        This frontend is always in its own list (its registration may not have reached the store yet)
+        until it is leaving; then it is left out, so containers drop it once they have answered it.
+        """
+        others = sorted(set(addresses) - {self.address})
+        addresses = others if leaving else sorted([*others, self.address])
         if addresses == self._frontends:
             return
         self._frontends = addresses

@@ -11,7 +11,7 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import zmq
@@ -38,6 +38,7 @@ class _Link:
     last_heard_ns: int
     last_sent_ns: int
     heard: bool = False
+    frontends: list[str] = field(default_factory=list)  # the live frontends, as this one last told us
 
 
 class BatchFailed(Exception):
@@ -63,7 +64,6 @@ class ModelContainer:
         self._lock = threading.RLock()
         self._wake: socket.socket | None = None
         self._logged_errors: set[str] = set()
-        self._frontends: list[str] = []  # every live frontend, as the frontends last told us
 
     def stop(self) -> None:
         """Ask the loop to return after the message in hand; safe from other threads and signal handlers."""
@@ -110,8 +110,13 @@ class ModelContainer:
         poller.poll(timeout_ms)
 
     def _sync_links(self, links: dict[str, _Link]) -> None:
-        """Open a link to each wanted frontend and close the others: the live list if known, else the seed."""
-        wanted = set(self._frontends)
+        """Open a link to each wanted frontend and close the others.
+
+        Wanted: every frontend named in the latest list of any linked frontend (a union, so one frontend
+        that has not yet seen a newcomer cannot make us leave it), else the seed.
+        """
+        wanted = {a for link in links.values() for a in link.frontends}
+        learned = bool(wanted)
         if not wanted:
             seed = next((a for a, link in links.items() if link.seed), None) or self._resolve()
             if seed is None:
@@ -121,7 +126,7 @@ class ModelContainer:
             logger.info("leaving frontend %s", address)
             links.pop(address).sock.close(linger=_STOP_LINGER_MS)
         for address in wanted - links.keys():
-            links[address] = self._open(address, seed=not self._frontends)
+            links[address] = self._open(address, seed=not learned)
 
     def _open(self, address: str, seed: bool) -> _Link:
         sock = self._context.socket(zmq.DEALER)
@@ -143,8 +148,6 @@ class ModelContainer:
                 logger.warning("no message from %s for %d ms; reconnecting", address, timeout_ns // 1_000_000)
                 link.sock.close(linger=0)
                 del links[address]
-                if address in self._frontends:
-                    self._frontends.remove(address)
                 continue
             if link.heard and now_ns - link.last_sent_ns >= interval_ns:
                 link.sock.send_multipart(codec.encode_heartbeat())
@@ -170,12 +173,12 @@ class ModelContainer:
                 return
             link.heard = True
             link.last_heard_ns = time.monotonic_ns()
-            reply = self._handle(frames)
+            reply = self._handle(frames, link)
             if reply is not None:
                 link.sock.send_multipart(reply)
                 link.last_sent_ns = link.last_heard_ns
 
-    def _handle(self, frames: list[bytes]) -> list[bytes] | None:
+    def _handle(self, frames: list[bytes], link: _Link) -> list[bytes] | None:
         """Answer one frontend message; None when it needs no answer."""
         try:
             message = codec.decode_frontend_message(frames)
@@ -183,7 +186,7 @@ class ModelContainer:
             logger.warning("ignoring a malformed message from the frontend: %s", e)
             return None
         if isinstance(message, codec.FrontendList):
-            self._frontends = [f"tcp://{a}" for a in message.addresses]
+            link.frontends = [f"tcp://{a}" for a in message.addresses]
             return None
         if isinstance(message, codec.HeartbeatReply):
             if not message.request_metadata:

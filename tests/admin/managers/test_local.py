@@ -17,6 +17,7 @@ from clipper.admin.managers.process import ProcessRecord, ProcessTable, is_alive
 from clipper.errors import ClusterError
 from tests.admin.conftest import make_manager, predict_until
 from tests.conftest import free_port
+from tests.frontends.conftest import wait_until
 
 
 def gone(rec: ProcessRecord) -> bool:
@@ -37,7 +38,7 @@ def test_stop_all_leaves_no_process(tmp_path: Path) -> None:
         assert {r.role for r in records} >= {
             "redis",
             "management",
-            "query",
+            "query-0",
             "model-echo-1-0",
             "model-echo-1-1",
         }
@@ -121,7 +122,7 @@ def test_connect_without_cluster_and_stale_records(tmp_path: Path) -> None:
     conn = ClipperConnection(manager)
     conn.start_clipper()
     admin_addr = conn.cm.get_admin_addr()
-    query = next(r for r in manager.procs.records() if r.role == "query")
+    query = next(r for r in manager.procs.records() if r.role == "query-0")
     psutil.Process(query.pid).kill()
     psutil.Process(query.pid).wait(10)
     try:
@@ -131,3 +132,96 @@ def test_connect_without_cluster_and_stale_records(tmp_path: Path) -> None:
         conn.stop_all()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://{admin_addr}/admin/ping", timeout=2)
+
+
+def test_query_frontends_scale_out_and_in_and_containers_follow(tmp_path: Path) -> None:
+    """Frontends share the query port; a container started against one is served by all of them."""
+    manager = make_manager(tmp_path)
+    conn = ClipperConnection(manager)
+    conn.start_clipper(num_frontend_replicas=2)
+    try:
+        assert manager.get_num_frontends() == 2
+        create_endpoint(conn, "echo", "strings", lambda xs: [x.decode() for x in xs])
+        # Both frontends hold a connection to the one container: two replica records.
+        wait_until(
+            lambda: len(conn.get_all_model_replicas()) == 2, what="the container to join both frontends"
+        )
+        manager.set_num_frontends(3)
+        wait_until(lambda: len(conn.get_all_model_replicas()) == 3, what="the container to join the third")
+        url = f"http://{conn.get_query_addr()}/echo/predict"
+        for _ in range(20):  # new connections land on any of the frontends
+            with requests.Session() as session:
+                assert session.post(url, json={"input": "x"}, timeout=10).json()["output"] == "x"
+        manager.set_num_frontends(1)
+        assert manager.get_num_frontends() == 1
+        wait_until(lambda: len(conn.get_all_model_replicas()) == 1, what="departed frontends' records to go")
+        assert requests.post(url, json={"input": "y"}, timeout=10).json()["output"] == "y"
+        model_procs = [r for r in manager.procs.records() if r.model_name == "echo"]
+        assert len(model_procs) == 1 and is_alive(model_procs[0])  # the container never restarted
+    finally:
+        conn.stop_all()
+
+
+def test_steady_load_while_frontends_scale_and_one_is_killed(tmp_path: Path) -> None:
+    """Every query is answered while frontends go 1 -> 3 -> 1 and one is SIGKILLed; no container restarts.
+
+    The client opens a connection per request and retries once on a connection error, as a client behind
+    any load balancer does: that is how a query in flight on the killed frontend gets its answer.
+    """
+    import threading
+
+    manager = make_manager(tmp_path)
+    conn = ClipperConnection(manager)
+    conn.start_clipper()
+    create_endpoint(conn, "sum", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2)
+    url = f"http://{conn.get_query_addr()}/sum/predict"
+    outcomes: list[str] = []
+    retries: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            for attempt in range(2):
+                try:
+                    reply = requests.post(url, json={"input": [float(i), 1.0]}, timeout=30).json()
+                except requests.ConnectionError as e:
+                    retries.append(str(e))
+                    if attempt == 1:
+                        outcomes.append("lost")
+                    continue
+                outcomes.append("default" if reply["default"] else str(reply["output"] == float(i) + 1.0))
+                break
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        model_pids = {r.pid for r in manager.procs.records() if r.model_name == "sum"}
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(outcomes) > 50, what="load to flow")
+        manager.set_num_frontends(3)
+        wait_until(lambda: len(conn.get_all_model_replicas()) == 6, what="containers to join 3 frontends")
+        mark = len(outcomes)
+        wait_until(lambda: len(outcomes) > mark + 100, what="load on three frontends")
+        victim = manager.frontends()[1]
+        psutil.Process(victim.pid).kill()
+        mark = len(outcomes)
+        wait_until(lambda: len(outcomes) > mark + 100, what="load after the kill")
+        manager.set_num_frontends(1)
+        mark = len(outcomes)
+        wait_until(lambda: len(outcomes) > mark + 100, what="load on one frontend again")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+        try:
+            assert {r.pid for r in manager.procs.records() if r.model_name == "sum"} == model_pids
+            assert all(is_alive(r) for r in manager.procs.records() if r.model_name == "sum")
+        finally:
+            conn.stop_all()
+    predictions, defaults = outcomes.count("True"), outcomes.count("default")
+    print(f"answered {len(outcomes)}: {predictions} predictions, {defaults} defaults, {len(retries)} retried")
+    assert "lost" not in outcomes
+    assert "False" not in outcomes  # no wrong answer
+    assert outcomes.count("True") > 300

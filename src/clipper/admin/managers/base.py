@@ -95,6 +95,16 @@ class ContainerManager(abc.ABC):
     def stop_all(self, graceful: bool = True) -> None:
         """Stop everything this cluster runs (a Redis the user gave is left alone)."""
 
+    def get_num_frontends(self) -> int:
+        """How many query frontends run (managers that cannot scale them run one)."""
+        return 1
+
+    def set_num_frontends(self, num_frontends: int) -> None:
+        """Start or stop query frontends; containers follow without restarting."""
+        from clipper.errors import ClusterError
+
+        raise ClusterError(f"{type(self).__name__} cannot change the number of query frontends")
+
     @abc.abstractmethod
     def get_admin_addr(self) -> str:
         """`host:port` of the management frontend."""

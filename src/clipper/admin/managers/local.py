@@ -22,6 +22,7 @@ from clipper.admin.managers.process import (
     ProcessTable,
     choose_port,
     cluster_state_dir,
+    free_port,
     is_alive,
     log_tail,
     wait_until,
@@ -87,11 +88,12 @@ class LocalContainerManager(ContainerManager):
         qf_http_timeout_content: int = 300,
         num_frontend_replicas: int = 1,
     ) -> None:
-        """Start Redis (unless `redis_ip` was given), the management and query frontends; wait until ready."""
-        if num_frontend_replicas != 1:
-            raise ClusterError(
-                "LocalContainerManager runs exactly one query frontend (num_frontend_replicas=1)"
-            )
+        """Start Redis (unless `redis_ip` was given), the management and query frontend(s); wait until ready.
+
+        Query frontends share the query port (SO_REUSEPORT), each with its own RPC port.
+        """
+        if num_frontend_replicas < 1:
+            raise ClusterError("num_frontend_replicas must be at least 1")
         if self.live_records():
             raise ClusterError(
                 f"Cluster {self.cluster_name} cannot be started because it already exists. "
@@ -101,12 +103,12 @@ class LocalContainerManager(ContainerManager):
         started: list[ProcessRecord] = []
         try:
             info = self._choose_ports()
+            info.cache_size_bytes = cache_size
             if not info.external_redis:
                 started.append(self._start_redis(info.redis_port))
             else:
                 wait_for_redis(info.redis_host, info.redis_port, 10.0)
-            redis_env = {"CLIPPER_REDIS_URL": f"redis://{info.redis_host}:{info.redis_port}"}
-            mgmt_env = redis_env | {
+            mgmt_env = self._redis_env(info) | {
                 "CLIPPER_HTTP_HOST": HOST,
                 "CLIPPER_MANAGEMENT_PORT": str(info.management_port),
             }
@@ -118,21 +120,7 @@ class LocalContainerManager(ContainerManager):
                     ports={"http": info.management_port},
                 )
             )
-            query_env = redis_env | {
-                "CLIPPER_HTTP_HOST": HOST,
-                "CLIPPER_HTTP_PORT": str(info.query_port),
-                "CLIPPER_RPC_HOST": HOST,
-                "CLIPPER_RPC_PORT": str(info.rpc_port),
-                "CLIPPER_CACHE_SIZE_BYTES": str(cache_size),
-            }
-            started.append(
-                self.procs.spawn(
-                    "query",
-                    ["clipper.frontends.query"],
-                    query_env,
-                    ports={"http": info.query_port, "rpc": info.rpc_port},
-                )
-            )
+            started += [self._spawn_frontend(info, i) for i in range(num_frontend_replicas)]
             self.cluster_file.write_text(info.model_dump_json(indent=2))
             self.info = info
             self._wait_ready(started)
@@ -163,6 +151,65 @@ class LocalContainerManager(ContainerManager):
             prometheus_port=self._requested["prometheus"],
         )
 
+    @staticmethod
+    def _redis_env(info: ClusterInfo) -> dict[str, str]:
+        return {"CLIPPER_REDIS_URL": f"redis://{info.redis_host}:{info.redis_port}"}
+
+    def _spawn_frontend(self, info: ClusterInfo, index: int) -> ProcessRecord:
+        """Start query frontend `index`: frontend 0 takes the cluster's RPC port, the others free ones."""
+        rpc_port = info.rpc_port
+        if index > 0:
+            in_use = self._ports_in_use(info)
+            while rpc_port in in_use:
+                rpc_port = free_port()
+        env = self._redis_env(info) | {
+            "CLIPPER_HTTP_HOST": HOST,
+            "CLIPPER_HTTP_PORT": str(info.query_port),
+            "CLIPPER_RPC_HOST": HOST,
+            "CLIPPER_RPC_PORT": str(rpc_port),
+            "CLIPPER_CACHE_SIZE_BYTES": str(info.cache_size_bytes),
+        }
+        ports = {"http": info.query_port, "rpc": rpc_port}
+        return self.procs.spawn(f"query-{index}", ["clipper.frontends.query"], env, ports=ports)
+
+    def _ports_in_use(self, info: ClusterInfo) -> set[int]:
+        ports = {info.query_port, info.management_port, info.rpc_port, info.redis_port}
+        return ports | {p for r in self.live_records() for p in r.ports.values()}
+
+    def frontends(self) -> list[ProcessRecord]:
+        """Live query frontends, in index order."""
+        found = [r for r in self.live_records() if r.role.startswith("query-")]
+        return sorted(found, key=lambda r: int(r.role.rsplit("-", 1)[1]))
+
+    def get_num_frontends(self) -> int:
+        return len(self.frontends())
+
+    def set_num_frontends(self, num_frontends: int) -> None:
+        """Start or stop query frontends; a stopped one drains (answers what it holds) before it exits.
+
+        Containers learn the new list from the frontends and connect or disconnect on their own.
+        """
+        if num_frontends < 1:
+            raise ClusterError("A cluster needs at least one query frontend")
+        info = self._required_info()
+        current = self.frontends()
+        if len(current) > num_frontends:
+            self.procs.stop(current[num_frontends:])
+            return
+        used = {int(r.role.rsplit("-", 1)[1]) for r in current}
+        free = (i for i in range(num_frontends * 2 + 1) if i not in used)
+        started = [self._spawn_frontend(info, next(free)) for _ in range(num_frontends - len(current))]
+        for rec in started:
+            url = f"http://{HOST}:{rec.ports['http']}/health"
+            wait_until(
+                functools.partial(_answers, url), f"{rec.role} to answer", started, self.start_timeout_s
+            )
+
+    def _seed_rpc_port(self, info: ClusterInfo) -> int:
+        """The RPC port a new container dials first: any live frontend's (it then learns the others)."""
+        live = self.frontends()
+        return live[0].ports["rpc"] if live else info.rpc_port
+
     def _start_redis(self, port: int) -> ProcessRecord:
         log_path = self.procs.logs_dir / "redis.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,8 +228,8 @@ class LocalContainerManager(ContainerManager):
     def connect(self) -> None:
         """Find the running cluster of this name from its state directory."""
         info = self._load_info()
-        frontends = [r for r in self.live_records() if r.role in ("management", "query")]
-        if info is None or len(frontends) < 2:
+        roles = {r.role.split("-")[0] for r in self.live_records()}
+        if info is None or not {"management", "query"} <= roles:
             raise ClusterError(
                 f"No running cluster named {self.cluster_name!r} (state in {self.state_dir}). "
                 "Start one with `clipper start` or ClipperConnection.start_clipper()."
@@ -218,7 +265,7 @@ class LocalContainerManager(ContainerManager):
     def stop_all(self, graceful: bool = True) -> None:
         """Stop replicas, then the frontends, then our Redis; a Redis given by `redis_ip` is left alone."""
         records = self.procs.records()
-        order = [r for r in records if r.model_name] + [r for r in records if r.role == "query"]
+        order = [r for r in records if r.model_name] + [r for r in records if r.role.startswith("query-")]
         order += [r for r in records if r.role == "management"]
         for group in (order, [r for r in records if r.role == "redis"]):
             self.procs.stop(group, graceful)
@@ -282,9 +329,8 @@ class LocalContainerManager(ContainerManager):
                 "CLIPPER_MODEL_NAME": name,
                 "CLIPPER_MODEL_VERSION": version,
                 "CLIPPER_IP": HOST,
-                "CLIPPER_PORT": str(info.rpc_port),
+                "CLIPPER_PORT": str(self._seed_rpc_port(info)),
                 "CLIPPER_INPUT_TYPE": input_type,
-                "CLIPPER_REDIS_URL": f"redis://{info.redis_host}:{info.redis_port}",
             } | _model_source(image)
             self.procs.spawn(role, ["clipper.runtime"], env, model_name=name, model_version=version)
 

@@ -65,6 +65,7 @@ class ClusterInfo(BaseModel):
     redis_port: int
     external_redis: bool
     prometheus_port: int
+    cache_size_bytes: int = 32 * 1024 * 1024
 
 
 def port_is_free(port: int) -> bool:

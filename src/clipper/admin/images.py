@@ -1,0 +1,268 @@
+"""Docker image builds: the one runtime image every cluster role runs, and model images on top of it.
+
+Nothing is pulled: the base image is made offline (scripts/base-image.sh) and pip inside a build reaches the
+same index as this machine's pip, with this machine's CA bundle and host networking.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+import clipper
+from clipper.errors import ClipperError
+
+logger = logging.getLogger(__name__)
+
+BASE_IMAGE = os.environ.get("CLIPPER_BASE_IMAGE", "clipper/base:bookworm")
+RUNTIME_REPOSITORY = "clipper/clipper"
+PYTHON_LABEL = "ai.clipper.python.version"
+CLOUDPICKLE_LABEL = "ai.clipper.cloudpickle.version"
+CA_BUNDLE = Path(os.environ.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"))
+# Image names Clipper 0.4 users pass; all of them are served by our runtime image.
+CLIPPER_ROLE_IMAGES = ("query_frontend", "management_frontend", "frontend-exporter", "closure-container")
+
+
+def runtime_image() -> str:
+    """Tag of the runtime image of this clipper version."""
+    return f"{RUNTIME_REPOSITORY}:{clipper.__version__}"
+
+
+def is_clipper_role_image(image: str) -> bool:
+    """True for Clipper 0.4's per-role image names (`clipper/query_frontend:0.4.1`, ...)."""
+    repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    return any(repository.endswith(role) for role in CLIPPER_ROLE_IMAGES)
+
+
+def project_dir() -> Path:
+    """The source tree this package was installed from (editable install); the runtime image's context."""
+    root = Path(clipper.__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file() or not (root / "src" / "clipper").is_dir():
+        raise ClipperError(
+            f"No clipper source tree at {root}; build the runtime image from a checkout "
+            "(pip install -e . there) or pass an existing image."
+        )
+    return root
+
+
+def pip_index_args() -> dict[str, str]:
+    """This machine's pip index settings that a build can reach (http(s) only; file:// stays on the host)."""
+    found: dict[str, list[str]] = {"PIP_INDEX_URL": [], "PIP_EXTRA_INDEX_URL": []}
+    keys = {"index-url": "PIP_INDEX_URL", "extra-index-url": "PIP_EXTRA_INDEX_URL"}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    for line in out.splitlines():
+        name, _, value = line.partition("=")
+        key = keys.get(name.rsplit(".", 1)[-1])
+        if key:
+            found[key].extend(value.strip().strip("'\"").split())
+    for key in found:
+        found[key].extend(os.environ.get(key, "").split())
+    return {
+        key: " ".join(dict.fromkeys(u for u in urls if u.startswith(("http://", "https://"))))
+        for key, urls in found.items()
+        if any(u.startswith(("http://", "https://")) for u in urls)
+    }
+
+
+def image_exists(client: docker.DockerClient, image: str) -> bool:
+    """Whether the engine has `image` locally."""
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def build_runtime_image(client: docker.DockerClient, tag: str | None = None, *, quiet: bool = False) -> str:
+    """Build the runtime image from this source tree on the offline base image; return its tag."""
+    tag = tag or runtime_image()
+    if not image_exists(client, BASE_IMAGE):
+        raise ClipperError(f"Base image {BASE_IMAGE} is missing; run scripts/base-image.sh first.")
+    root = project_dir()
+    with tempfile.TemporaryDirectory(prefix="clipper-build-") as tmp:
+        ctx = Path(tmp)
+        shutil.copy(root / "pyproject.toml", ctx)
+        shutil.copy(root / "README.md", ctx)
+        shutil.copytree(root / "src", ctx / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copy(CA_BUNDLE, ctx / "ca-certificates.crt")
+        shutil.copy(root / "docker" / "runtime.Dockerfile", ctx / "Dockerfile")
+        args = {
+            "BASE_IMAGE": BASE_IMAGE,
+            "CLOUDPICKLE_VERSION": metadata.version("cloudpickle"),
+            "PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}",
+            **pip_index_args(),
+        }
+        _build(client, str(ctx), tag, args, quiet=quiet)
+    return tag
+
+
+def ensure_runtime_image(client: docker.DockerClient) -> str:
+    """The runtime image's tag, building it first when the engine does not have it."""
+    tag = runtime_image()
+    if not image_exists(client, tag):
+        logger.info("Building %s (not found locally)", tag)
+        build_runtime_image(client, tag)
+    return tag
+
+
+def image_versions(client: docker.DockerClient, image: str) -> tuple[str, str]:
+    """(python major.minor, cloudpickle version) inside `image`, from its labels or by asking it."""
+    labels = client.images.get(image).labels or {}
+    if PYTHON_LABEL in labels and CLOUDPICKLE_LABEL in labels:
+        return labels[PYTHON_LABEL], labels[CLOUDPICKLE_LABEL]
+    probe = "import sys, cloudpickle; print('%d.%d' % sys.version_info[:2], cloudpickle.__version__)"
+    try:
+        out = client.containers.run(image, ["python", "-c", probe], remove=True, network_mode="none")
+    except docker.errors.ContainerError as e:
+        raise ClipperError(f"Image {image} has no Python with cloudpickle: {e.stderr!r}") from e
+    python, pickler = out.decode().split()
+    return python, pickler
+
+
+def check_closure_versions(client: docker.DockerClient, model_data_path: Path, image: str) -> None:
+    """Refuse to build when the closure was pickled by another Python or cloudpickle than the image runs."""
+    meta_path = model_data_path / "metadata.json"
+    if not meta_path.is_file():
+        return
+    saved = json.loads(meta_path.read_text())
+    python, pickler = str(saved.get("python", "")), str(saved.get("cloudpickle", ""))
+    image_python, image_pickler = image_versions(client, image)
+    if python != image_python or pickler.split(".")[0] != image_pickler.split(".")[0]:
+        raise ClipperError(
+            f"The model in {model_data_path} was serialized with Python {python} and cloudpickle {pickler}, "
+            f"but {image} runs Python {image_python} with cloudpickle {image_pickler}. Serialize it again "
+            f"from Python {image_python} with cloudpickle=={image_pickler}, or build a base image with "
+            f"Python {python} and cloudpickle {pickler} and pass it as base_image."
+        )
+
+
+def model_image_name(cluster: str, name: str, version: str, container_registry: str | None = None) -> str:
+    """`[<registry>/]<cluster>-<name>:<version>`, as Clipper names model images."""
+    repository = f"{cluster}-{name}"
+    if container_registry:
+        repository = f"{container_registry.rstrip('/')}/{repository}"
+    return f"{repository}:{version}"
+
+
+def model_dockerfile(base_image: str, pkgs_to_install: Iterable[str] | None) -> str:
+    """Dockerfile of a model image: the runtime image, optional pip packages, the model directory."""
+    lines = [f"FROM {base_image}", "ARG PIP_INDEX_URL", "ARG PIP_EXTRA_INDEX_URL"]
+    pkgs = [p for p in (pkgs_to_install or []) if p]
+    if pkgs:
+        quoted = " ".join(json.dumps(p) for p in pkgs)
+        lines.append(
+            'RUN [ -n "${PIP_INDEX_URL:-}" ] || unset PIP_INDEX_URL; '
+            '[ -n "${PIP_EXTRA_INDEX_URL:-}" ] || unset PIP_EXTRA_INDEX_URL; '
+            f"pip install {quoted}"
+        )
+    lines += ["COPY model /model/", "ENV CLIPPER_MODEL_PATH=/model"]
+    return "\n".join(lines) + "\n"
+
+
+def build_model_image(
+    client: docker.DockerClient,
+    image: str,
+    model_data_path: str | Path,
+    base_image: str,
+    pkgs_to_install: Iterable[str] | None = None,
+    *,
+    quiet: bool = False,
+) -> str:
+    """Build `image` from `base_image` with the model directory at /model; return `image`."""
+    model_dir = Path(model_data_path).resolve()
+    if not model_dir.is_dir():
+        raise ClipperError(f"Model directory {model_dir} does not exist.")
+    check_closure_versions(client, model_dir, base_image)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dockerfile = model_dockerfile(base_image, pkgs_to_install).encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        tar.add(model_dir, arcname="model", filter=_reset_mtime)
+    buf.seek(0)
+    _build(client, buf, image, pip_index_args(), quiet=quiet, custom_context=True)
+    return image
+
+
+def push_image(client: docker.DockerClient, image: str, *, quiet: bool = False) -> None:
+    """Push `image` to the registry its name starts with; raise ClipperError on any error."""
+    repository, _, tag = image.rpartition(":")
+    stream = client.api.push(repository, tag=tag, stream=True, decode=True)
+    _follow(stream, f"push {image}", quiet=quiet)
+
+
+def _reset_mtime(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Stable metadata so an unchanged model directory hits the build cache."""
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _build(
+    client: docker.DockerClient,
+    context: Any,
+    tag: str,
+    buildargs: dict[str, str],
+    *,
+    quiet: bool,
+    custom_context: bool = False,
+) -> None:
+    logger.info("Building image %s", tag)
+    kwargs: dict[str, Any] = {"fileobj": context} if custom_context else {"path": context}
+    stream = client.api.build(
+        tag=tag,
+        buildargs=buildargs,
+        network_mode="host",
+        rm=True,
+        forcerm=True,
+        decode=True,
+        custom_context=custom_context,
+        **kwargs,
+    )
+    _follow(stream, f"build {tag}", quiet=quiet)
+
+
+def _follow(stream: Iterator[dict[str, Any]], title: str, *, quiet: bool) -> None:
+    """Show a Docker JSON stream as one rich progress line; raise ClipperError with the tail on error."""
+    tail: list[str] = []
+    console = Console(stderr=True, quiet=quiet)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(title)
+        for chunk in stream:
+            if "error" in chunk:
+                detail = chunk.get("errorDetail", {}).get("message", chunk["error"])
+                raise ClipperError(f"docker {title} failed: {detail}\n" + "".join(tail[-20:]))
+            text = chunk.get("stream") or chunk.get("status") or ""
+            if text.strip():
+                tail.append(text if text.endswith("\n") else text + "\n")
+                progress.update(task, description=f"{title}: {text.strip()[:100]}")
+    logger.debug("docker %s done", title)

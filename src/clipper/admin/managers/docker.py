@@ -1,0 +1,488 @@
+"""DockerContainerManager: a cluster's Redis, frontends and model replicas as containers on the local engine.
+
+Clipper 0.4's constructor and labels; containers are found again from their labels only, so `connect()`
+works from any process. Host networking is the default here (the engine may have no bridge); with a
+user-defined network, containers reach each other by name and ports are published on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from clipper.admin import images
+from clipper.admin.managers.base import (
+    CLIPPER_DOCKER_LABEL,
+    CLIPPER_DOCKER_PORT_LABELS,
+    CLIPPER_INTERNAL_MANAGEMENT_PORT,
+    CLIPPER_INTERNAL_QUERY_PORT,
+    CLIPPER_INTERNAL_REDIS_PORT,
+    CLIPPER_INTERNAL_RPC_PORT,
+    CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
+    CLIPPER_MODEL_CONTAINER_LABEL,
+    CLIPPER_NAME_LABEL,
+    CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
+    CLIPPER_QUERY_FRONTEND_ID_LABEL,
+    ContainerManager,
+    model_container_label,
+)
+from clipper.errors import ClusterError
+
+logger = logging.getLogger(__name__)
+
+REDIS_URL_LABEL = "ai.clipper.redis.url"
+NETWORK_MODE_LABEL = "ai.clipper.network"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _choose_port(requested: int, taken: set[int]) -> int:
+    """`requested` if free on 127.0.0.1, else a free port chosen by the kernel (as Clipper does)."""
+    if requested not in taken and _port_is_free(requested):
+        taken.add(requested)
+        return requested
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken:
+            taken.add(port)
+            logger.info("Port %d is taken; using %d", requested, port)
+            return port
+
+
+class DockerContainerManager(ContainerManager):
+    """Clipper 0.4's Docker manager on the Docker SDK, with host networking by default."""
+
+    def __init__(
+        self,
+        cluster_name: str = "default-cluster",
+        docker_ip_address: str = "localhost",
+        use_centralized_log: bool = False,
+        fluentd_port: int = 24224,
+        clipper_query_port: int = 1337,
+        clipper_management_port: int = 1338,
+        clipper_rpc_port: int = 7000,
+        redis_ip: str | None = None,
+        redis_port: int = 6379,
+        prometheus_port: int = 9090,
+        docker_network: str = "clipper_network",
+        extra_container_kwargs: dict[str, Any] | None = None,
+        network_mode: str | None = "host",
+    ) -> None:
+        if use_centralized_log:
+            logger.warning("use_centralized_log (fluentd) is not supported; containers log to json-file")
+        self.cluster_name = cluster_name
+        self.public_hostname = "127.0.0.1" if docker_ip_address == "localhost" else docker_ip_address
+        self.fluentd_port = fluentd_port
+        self.prometheus_port = prometheus_port
+        self.external_redis = redis_ip is not None
+        self.redis_ip = redis_ip or "127.0.0.1"
+        self.ports = {
+            "query_rest": clipper_query_port,
+            "management": clipper_management_port,
+            "query_rpc": clipper_rpc_port,
+            "redis": redis_port,
+            "metric": clipper_query_port,
+        }
+        # network_mode="host" (default) or docker_network="host" (refused by Clipper): host networking.
+        # network_mode=None: a user-defined bridge network `docker_network`, containers found by name.
+        self.host_network = network_mode == "host" or docker_network == "host"
+        self.network = None if self.host_network else docker_network
+        kwargs = dict(extra_container_kwargs or {})
+        self.extra_labels: dict[str, str] = kwargs.pop("labels", {}) or {}
+        self.extra_container_kwargs = kwargs
+        self.client = docker.from_env()
+        self.redis_url = self._redis_url()
+
+    # ----- naming and lookup -----
+
+    def _labels(self, role: str, **extra: str) -> dict[str, str]:
+        return {
+            **self.extra_labels,
+            CLIPPER_DOCKER_LABEL: self.cluster_name,
+            CLIPPER_NAME_LABEL: role,
+            NETWORK_MODE_LABEL: "host" if self.host_network else str(self.network),
+            **extra,
+        }
+
+    def _containers(self, *filters: str, all_states: bool = True) -> list[Container]:
+        labels = [f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}", *filters]
+        return list(self.client.containers.list(all=all_states, filters={"label": labels}))
+
+    def _redis_url(self) -> str:
+        if self.external_redis or self.host_network:
+            return f"redis://{self.redis_ip}:{self.ports['redis']}"
+        return f"redis://{self._name('redis')}:{CLIPPER_INTERNAL_REDIS_PORT}"
+
+    def _name(self, role: str) -> str:
+        return f"{self.cluster_name}-{role}"
+
+    def _volume(self) -> str:
+        return f"{self.cluster_name}-redis-data"
+
+    # ----- starting containers -----
+
+    def _run(
+        self,
+        image: str,
+        name: str,
+        labels: dict[str, str],
+        env: dict[str, str],
+        command: list[str] | None = None,
+        publish: dict[int, int] | None = None,
+        **kwargs: Any,
+    ) -> Container:
+        run_kwargs: dict[str, Any] = {
+            **self.extra_container_kwargs,
+            **kwargs,
+            "name": name,
+            "labels": labels,
+            "environment": env,
+            "detach": True,
+        }
+        if self.host_network:
+            run_kwargs["network_mode"] = "host"
+        else:
+            run_kwargs["network"] = self.network
+            run_kwargs["ports"] = {f"{c}/tcp": ("127.0.0.1", h) for c, h in (publish or {}).items()}
+        logger.info("Starting container %s (%s)", name, image)
+        try:
+            return self.client.containers.run(image, command, **run_kwargs)
+        except docker.errors.APIError as e:
+            raise ClusterError(f"Cannot start container {name} from {image}: {e.explanation or e}") from e
+
+    def _wait_running(self, containers: Iterable[Container], timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait until every container runs; fail fast with its log tail when one exits."""
+        pending = list(containers)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            for c in list(pending):
+                c.reload()
+                if c.status == "running":
+                    pending.remove(c)
+                elif c.status in ("exited", "dead"):
+                    tail = c.logs(tail=30).decode(errors="replace")
+                    raise ClusterError(f"Container {c.name} exited at start:\n{tail}")
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(c.name for c in pending)
+                raise ClusterError(f"Containers not running after {timeout_s:.0f} s: {names}")
+            if pending:
+                time.sleep(0.2)
+
+    def _wait_redis(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait until Redis answers PING (host networking only: the port is on 127.0.0.1)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=1)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"Redis at {self.redis_url} does not answer") from None
+                time.sleep(0.1)
+            finally:
+                client.close()
+
+    def _ensure_network(self) -> None:
+        if self.host_network or self.client.networks.list(names=[self.network]):
+            return
+        self.client.networks.create(
+            self.network, driver="bridge", labels={CLIPPER_DOCKER_LABEL: self.cluster_name}
+        )
+
+    def _image(self, image: str) -> str:
+        """Clipper 0.4's per-role image names (and missing images) map to our runtime image."""
+        if images.image_exists(self.client, image):
+            return image
+        if images.is_clipper_role_image(image):
+            return images.ensure_runtime_image(self.client)
+        raise ClusterError(f"Image {image} is not on this engine (nothing is pulled); build it first.")
+
+    def start_clipper(
+        self,
+        query_frontend_image: str,
+        mgmt_frontend_image: str,
+        frontend_exporter_image: str,
+        cache_size: int,
+        qf_http_thread_pool_size: int,
+        qf_http_timeout_request: int,
+        qf_http_timeout_content: int,
+        num_frontend_replicas: int = 1,
+    ) -> None:
+        """Start Redis (unless given), the management and the query frontend; leave the manager connected."""
+        if num_frontend_replicas != 1:
+            raise ClusterError("Docker container manager's query frontend scale-out is not supported yet.")
+        if self._containers(all_states=False):
+            raise ClusterError(
+                f"Cluster {self.cluster_name} cannot be started because it already exists. "
+                "Please use ClipperConnection.connect() to connect to it."
+            )
+        self._remove(self._containers())  # leftovers of a crashed run
+        qf_image, mgmt_image = self._image(query_frontend_image), self._image(mgmt_frontend_image)
+        self._ensure_network()
+        taken: set[int] = set()
+        for key in ("query_rest", "query_rpc", "management") + (() if self.external_redis else ("redis",)):
+            self.ports[key] = _choose_port(self.ports[key], taken)
+        self.ports["metric"] = self.ports["query_rest"]
+        self.redis_url = self._redis_url()
+        port_labels = {CLIPPER_DOCKER_PORT_LABELS[k]: str(v) for k, v in self.ports.items()}
+        started: list[Container] = []
+        if not self.external_redis:
+            started.append(self._start_redis(qf_image))
+            self._wait_running(started)
+            if self.host_network:
+                self._wait_redis()
+        common = {"CLIPPER_REDIS_URL": self.redis_url, "CLIPPER_LOG_LEVEL": "INFO"}
+        http_host = "127.0.0.1" if self.host_network else "0.0.0.0"
+        mgmt_port = self.ports["management"] if self.host_network else CLIPPER_INTERNAL_MANAGEMENT_PORT
+        started.append(
+            self._run(
+                mgmt_image,
+                self._name("mgmt_frontend"),
+                self._labels(
+                    "management_frontend",
+                    **{CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""},
+                    **port_labels,
+                    **{REDIS_URL_LABEL: self.redis_url},
+                ),
+                {**common, "CLIPPER_HTTP_HOST": http_host, "CLIPPER_MANAGEMENT_PORT": str(mgmt_port)},
+                ["python", "-m", "clipper.frontends.management"],
+                publish={CLIPPER_INTERNAL_MANAGEMENT_PORT: self.ports["management"]},
+            )
+        )
+        frontend_id = secrets.token_hex(3)
+        qf_name = self._name(f"query_frontend-{frontend_id}")
+        # The RPC host is also the address the frontend advertises to model containers: on a bridge
+        # network that is its container name, which resolves to its own address there.
+        rpc_host = "127.0.0.1" if self.host_network else qf_name
+        query_port = self.ports["query_rest"] if self.host_network else CLIPPER_INTERNAL_QUERY_PORT
+        rpc_port = self.ports["query_rpc"] if self.host_network else CLIPPER_INTERNAL_RPC_PORT
+        started.append(
+            self._run(
+                qf_image,
+                qf_name,
+                self._labels(
+                    "query_frontend",
+                    **{
+                        CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: "",
+                        CLIPPER_QUERY_FRONTEND_ID_LABEL: frontend_id,
+                    },
+                    **port_labels,
+                    **{REDIS_URL_LABEL: self.redis_url},
+                ),
+                {
+                    **common,
+                    "CLIPPER_HTTP_HOST": http_host,
+                    "CLIPPER_HTTP_PORT": str(query_port),
+                    "CLIPPER_RPC_HOST": rpc_host,
+                    "CLIPPER_RPC_PORT": str(rpc_port),
+                    "CLIPPER_FRONTEND_ID": f"{self.cluster_name}-{frontend_id}",
+                    "CLIPPER_CACHE_SIZE_BYTES": str(cache_size),
+                },
+                ["python", "-m", "clipper.frontends.query"],
+                publish={
+                    CLIPPER_INTERNAL_QUERY_PORT: self.ports["query_rest"],
+                    CLIPPER_INTERNAL_RPC_PORT: self.ports["query_rpc"],
+                },
+            )
+        )
+        self._wait_running(started)
+
+    def _start_redis(self, image: str) -> Container:
+        """Redis with AOF on the named volume `<cluster>-redis-data` (Clipper lost its state without one)."""
+        port = self.ports["redis"] if self.host_network else CLIPPER_INTERNAL_REDIS_PORT
+        bind = "127.0.0.1" if self.host_network else "0.0.0.0"
+        self.client.volumes.create(self._volume(), labels={CLIPPER_DOCKER_LABEL: self.cluster_name})
+        return self._run(
+            image,
+            self._name("redis"),
+            self._labels("redis", **{CLIPPER_DOCKER_PORT_LABELS["redis"]: str(self.ports["redis"])}),
+            {},
+            [
+                "/usr/bin/redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                bind,
+                "--protected-mode",
+                "no",
+                "--appendonly",
+                "yes",
+                "--dir",
+                "/data",
+                "--save",
+                "",
+            ],
+            publish={CLIPPER_INTERNAL_REDIS_PORT: self.ports["redis"]},
+            volumes={self._volume(): {"bind": "/data", "mode": "rw"}},
+        )
+
+    def connect(self) -> None:
+        """Rebuild ports, network and Redis address from the labels of this cluster's running containers."""
+        found = self._containers(f"{CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL}", all_states=False)
+        found += self._containers(f"{CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL}", all_states=False)
+        if not found:
+            raise ClusterError(f"No running frontend of cluster {self.cluster_name} found; start it first.")
+        labels = found[0].labels
+        for key, label in CLIPPER_DOCKER_PORT_LABELS.items():
+            if label in labels:
+                self.ports[key] = int(labels[label])
+        network = labels.get(NETWORK_MODE_LABEL, "host")
+        self.host_network = network == "host"
+        self.network = None if self.host_network else network
+        self.redis_url = labels.get(REDIS_URL_LABEL, self.redis_url)
+
+    # ----- model containers -----
+
+    def deploy_model(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+    ) -> None:
+        """Start the missing replicas of one model version (Clipper: deploy = set_num_replicas)."""
+        self.set_num_replicas(name, version, input_type, image, num_replicas)
+
+    def _model_containers(self, name: str, version: str, all_states: bool = True) -> list[Container]:
+        label = f"{CLIPPER_MODEL_CONTAINER_LABEL}={model_container_label(name, version)}"
+        return self._containers(label, all_states=all_states)
+
+    def get_num_replicas(self, name: str, version: str) -> int:
+        """Running containers of this model version."""
+        return len(self._model_containers(name, version, all_states=False))
+
+    def set_num_replicas(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+    ) -> None:
+        """Add or remove (not just stop) containers until `num_replicas` run."""
+        containers = self._model_containers(name, version)
+        self._remove([c for c in containers if c.status not in ("running", "created", "restarting")])
+        running = [c for c in containers if c.status in ("running", "created", "restarting")]
+        if len(running) > num_replicas:
+            self._remove(running[num_replicas:])
+            return
+        image = self._image(image)
+        label = model_container_label(name, version)
+        rpc_host = "127.0.0.1" if self.host_network else self._query_frontend_name()
+        rpc_port = self.ports["query_rpc"] if self.host_network else CLIPPER_INTERNAL_RPC_PORT
+        env = {
+            "CLIPPER_MODEL_NAME": name,
+            "CLIPPER_MODEL_VERSION": str(version),
+            "CLIPPER_IP": rpc_host,
+            "CLIPPER_PORT": str(rpc_port),
+            "CLIPPER_INPUT_TYPE": input_type,
+            "CLIPPER_MODEL_PATH": "/model",
+            "CLIPPER_REDIS_URL": self.redis_url,
+        }
+        new = [
+            self._run(
+                image,
+                self._name(f"{label}-{secrets.token_hex(3)}"),
+                self._labels("model", **{CLIPPER_MODEL_CONTAINER_LABEL: label}),
+                env,
+                ["python", "-m", "clipper.runtime"],
+            )
+            for _ in range(num_replicas - len(running))
+        ]
+        self._wait_running(new)
+
+    def _query_frontend_name(self) -> str:
+        found = self._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, all_states=False)
+        if not found:
+            raise ClusterError(f"Cluster {self.cluster_name} has no running query frontend.")
+        return str(found[0].name)
+
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: list[str] | None = None,
+    ) -> str:
+        """Build `[<registry>/]<cluster>-<name>:<version>` from the model dir; push only to a registry."""
+        image = images.model_image_name(self.cluster_name, name, str(version), container_registry)
+        base = self._image(base_image) if base_image else images.ensure_runtime_image(self.client)
+        images.build_model_image(self.client, image, model_data_path, base, pkgs_to_install)
+        if container_registry:
+            images.push_image(self.client, image)
+        return image
+
+    # ----- logs and stopping -----
+
+    def get_logs(self, logging_dir: str) -> list[str]:
+        """One file per container of this cluster: `image_<id>:container_<id>.log` (stdout and stderr)."""
+        out = Path(logging_dir).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for c in self._containers():
+            path = out / f"image_{c.image.short_id.removeprefix('sha256:')}:container_{c.short_id}.log"
+            path.write_bytes(c.logs(stdout=True, stderr=True))
+            paths.append(str(path))
+        return paths
+
+    def _remove(self, containers: Iterable[Container], graceful: bool = True) -> None:
+        containers = list(containers)
+        for c in containers:
+            try:
+                if graceful and c.status == "running":
+                    c.stop(timeout=STOP_TIMEOUT_S)
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                continue
+        for c in containers:
+            try:
+                c.wait(condition="removed", timeout=STOP_TIMEOUT_S * 3)
+            except (docker.errors.NotFound, docker.errors.APIError):
+                continue
+
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        """Remove the containers of the given `{name: [versions]}`."""
+        for name, versions in models.items():
+            for version in versions:
+                self._remove(self._model_containers(name, version))
+
+    def stop_all_model_containers(self) -> None:
+        """Remove every model container of this cluster."""
+        self._remove(self._containers(CLIPPER_MODEL_CONTAINER_LABEL))
+
+    def stop_all(self, graceful: bool = True) -> None:
+        """Remove this cluster's containers (models first), then its network and Redis volume."""
+        self.stop_all_model_containers()
+        self._remove(self._containers(), graceful=graceful)
+        label = f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}"
+        for network in self.client.networks.list(filters={"label": label}):
+            network.remove()
+        for volume in self.client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
+
+    # ----- addresses -----
+
+    def get_admin_addr(self) -> str:
+        return f"{self.public_hostname}:{self.ports['management']}"
+
+    def get_query_addr(self) -> str:
+        return f"{self.public_hostname}:{self.ports['query_rest']}"
+
+    def get_metric_addr(self) -> str:
+        return f"{self.public_hostname}:{self.ports['metric']}"

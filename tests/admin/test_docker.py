@@ -1,0 +1,201 @@
+"""DockerContainerManager on a real engine: cluster lifecycle, labels, replicas, predictions, cleanup."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from clipper.admin import images
+from clipper.admin.connection import ClipperConnection
+from clipper.admin.managers.base import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
+from clipper.admin.managers.docker import DockerContainerManager
+from clipper.runtime.closure import save_closure
+from tests.admin.conftest import predict_until
+from tests.admin.test_images import PACKAGE, engine, ordinal_model
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.docker
+
+Factory = Callable[..., DockerContainerManager]
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> docker.DockerClient:
+    return engine()
+
+
+@pytest.fixture(scope="module")
+def runtime_image(docker_client: docker.DockerClient) -> str:
+    return images.build_runtime_image(docker_client, quiet=True)
+
+
+@pytest.fixture
+def make_manager(docker_client: docker.DockerClient) -> Iterator[Factory]:
+    """Managers of fresh clusters on free ports; every cluster made is stopped afterwards."""
+    made: list[DockerContainerManager] = []
+
+    def make(**kwargs: object) -> DockerContainerManager:
+        manager = DockerContainerManager(
+            cluster_name=f"t-{uuid.uuid4().hex[:8]}",
+            clipper_query_port=free_port(),
+            clipper_management_port=free_port(),
+            clipper_rpc_port=free_port(),
+            redis_port=free_port(),
+            **kwargs,  # type: ignore[arg-type]
+        )
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        manager.stop_all(graceful=False)
+
+
+def start(manager: DockerContainerManager, image: str) -> None:
+    manager.start_clipper(image, image, image, 1024, 1, 5, 300)
+
+
+def leftovers(client: docker.DockerClient, cluster: str) -> list[object]:
+    label = {"label": f"{CLIPPER_DOCKER_LABEL}={cluster}"}
+    return [
+        *client.containers.list(all=True, filters=label),
+        *client.networks.list(filters=label),
+        *client.volumes.list(filters=label),
+    ]
+
+
+def test_start_connect_logs_stop(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+) -> None:
+    manager = make_manager()
+    start(manager, runtime_image)
+    roles = sorted(
+        c.labels["ai.clipper.name"]
+        for c in docker_client.containers.list(
+            filters={"label": f"{CLIPPER_DOCKER_LABEL}={manager.cluster_name}"}
+        )
+    )
+    assert roles == ["management_frontend", "query_frontend", "redis"]
+    assert docker_client.volumes.get(f"{manager.cluster_name}-redis-data")
+
+    again = DockerContainerManager(cluster_name=manager.cluster_name)
+    again.connect()
+    assert again.get_query_addr() == manager.get_query_addr()
+    assert again.get_admin_addr() == manager.get_admin_addr()
+    assert again.redis_url == manager.redis_url
+
+    logs = again.get_logs(str(tmp_path / "logs"))
+    assert len(logs) == 3 and all(Path(p).name.startswith("image_") for p in logs)
+    assert any("Ready to accept connections" in Path(p).read_text() for p in logs)
+
+    again.stop_all(graceful=True)
+    assert leftovers(docker_client, manager.cluster_name) == []
+
+
+def test_two_clusters_coexist(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str
+) -> None:
+    first, second = make_manager(), make_manager()
+    start(first, runtime_image)
+    start(second, runtime_image)
+    with pytest.raises(Exception, match="already exists"):
+        start(
+            DockerContainerManager(cluster_name=first.cluster_name, clipper_query_port=free_port()),
+            runtime_image,
+        )
+    first.stop_all()
+    assert leftovers(docker_client, first.cluster_name) == []
+    running = docker_client.containers.list(
+        filters={"label": f"{CLIPPER_DOCKER_LABEL}={second.cluster_name}"}
+    )
+    assert len(running) == 3
+
+
+def test_replicas_scale_up_and_are_removed_on_scale_down(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+) -> None:
+    manager = make_manager()
+    start(manager, runtime_image)
+    image = manager.build_model("ordinal", "1", str(ordinal_model(tmp_path)), runtime_image, None, [PACKAGE])
+    assert image == f"{manager.cluster_name}-ordinal:1"
+    manager.deploy_model("ordinal", "1", "strings", image, num_replicas=1)
+    manager.set_num_replicas("ordinal", "1", "strings", image, 3)
+    assert manager.get_num_replicas("ordinal", "1") == 3
+    manager.set_num_replicas("ordinal", "1", "strings", image, 1)
+    assert manager.get_num_replicas("ordinal", "1") == 1
+    label = {
+        "label": [
+            f"{CLIPPER_DOCKER_LABEL}={manager.cluster_name}",
+            f"{CLIPPER_MODEL_CONTAINER_LABEL}=ordinal_1",
+        ]
+    }
+    assert len(docker_client.containers.list(all=True, filters=label)) == 1
+    manager.stop_models({"ordinal": ["1"]})
+    assert docker_client.containers.list(all=True, filters=label) == []
+    docker_client.images.remove(image, force=True)
+
+
+def test_clipper_flow_predict_scale_version_logs_stop(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+) -> None:
+    manager = make_manager()
+    conn = ClipperConnection(manager)
+    conn.start_clipper(query_frontend_image=runtime_image, mgmt_frontend_image=runtime_image)
+    conn.register_application("words", "strings", "default", 1_000_000)
+    conn.build_and_deploy_model(
+        "ordinal", "1", "strings", str(ordinal_model(tmp_path)), runtime_image, pkgs_to_install=[PACKAGE]
+    )
+    conn.link_model_to_app("words", "ordinal")
+    url = f"http://{manager.get_query_addr()}/words/predict"
+    answer = predict_until(url, {"input": "abc"}, lambda a: a.get("output") == "3rd", timeout_s=60)
+    assert answer["output"] == "3rd", answer
+
+    conn.set_num_replicas("ordinal", 3)
+    assert conn.get_num_replicas("ordinal") == 3
+    conn.set_num_replicas("ordinal", 1)
+    assert conn.get_num_replicas("ordinal") == 1
+
+    def shout(inputs: list[bytes]) -> list[str]:
+        return [x.decode().upper() for x in inputs]  # strings arrive as bytes, as in Clipper
+
+    save_closure(shout, tmp_path / "v2")
+    conn.build_and_deploy_model("ordinal", "2", "strings", str(tmp_path / "v2"), runtime_image)
+    conn.set_model_version("ordinal", "2")
+    answer = predict_until(url, {"input": "abc"}, lambda a: a.get("output") == "ABC", timeout_s=60)
+    assert answer["output"] == "ABC", answer
+
+    logs = conn.get_clipper_logs(str(tmp_path / "logs"))
+    assert len(logs) == 5  # redis, two frontends, one replica of each version
+    conn.stop_all()
+    assert leftovers(docker_client, manager.cluster_name) == []
+    for version in ("1", "2"):
+        docker_client.images.remove(f"{manager.cluster_name}-ordinal:{version}", force=True)
+
+
+@pytest.mark.skipif(
+    os.environ.get("CLIPPER_TEST_DOCKER_BRIDGE") != "1",
+    reason="bridge test off: set CLIPPER_TEST_DOCKER_BRIDGE=1 (containers get 198.18.0.0/16 addresses)",
+)
+def test_user_defined_bridge_network(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+) -> None:
+    manager = make_manager(network_mode=None, docker_network=f"net-{uuid.uuid4().hex[:6]}")
+    conn = ClipperConnection(manager)
+    conn.start_clipper(query_frontend_image=runtime_image, mgmt_frontend_image=runtime_image)
+    assert manager.redis_url == f"redis://{manager.cluster_name}-redis:6379"
+    conn.register_application("words", "strings", "default", 1_000_000)
+    conn.build_and_deploy_model(
+        "ordinal", "1", "strings", str(ordinal_model(tmp_path)), runtime_image, pkgs_to_install=[PACKAGE]
+    )
+    conn.link_model_to_app("words", "ordinal")
+    url = f"http://{manager.get_query_addr()}/words/predict"
+    answer = predict_until(url, {"input": "ab"}, lambda a: a.get("output") == "2nd", timeout_s=60)
+    assert answer["output"] == "2nd", answer
+    conn.stop_all()
+    assert leftovers(docker_client, manager.cluster_name) == []
+    docker_client.images.remove(f"{manager.cluster_name}-ordinal:1", force=True)
