@@ -145,7 +145,7 @@ def test_clipper_flow_predict_scale_version_logs_stop(
 ) -> None:
     manager = make_manager()
     conn = ClipperConnection(manager)
-    conn.start_clipper(query_frontend_image=runtime_image, mgmt_frontend_image=runtime_image)
+    conn.start_clipper()  # Clipper's default image names run as our runtime image
     conn.register_application("words", "strings", "default", 1_000_000)
     conn.build_and_deploy_model(
         "ordinal", "1", "strings", str(ordinal_model(tmp_path)), runtime_image, pkgs_to_install=[PACKAGE]
@@ -164,7 +164,8 @@ def test_clipper_flow_predict_scale_version_logs_stop(
         return [x.decode().upper() for x in inputs]  # strings arrive as bytes, as in Clipper
 
     save_closure(shout, tmp_path / "v2")
-    conn.build_and_deploy_model("ordinal", "2", "strings", str(tmp_path / "v2"), runtime_image)
+    clipper_base = "clipper/python311-closure-container:0.4.1"  # a Clipper 0.4 base name maps the same way
+    conn.build_and_deploy_model("ordinal", "2", "strings", str(tmp_path / "v2"), clipper_base)
     conn.set_model_version("ordinal", "2")
     answer = predict_until(url, {"input": "abc"}, lambda a: a.get("output") == "ABC", timeout_s=60)
     assert answer["output"] == "ABC", answer

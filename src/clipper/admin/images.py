@@ -20,8 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import docker
 import docker.errors
+from docker import DockerClient
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -85,7 +85,7 @@ def pip_index_args() -> dict[str, str]:
     }
 
 
-def image_exists(client: docker.DockerClient, image: str) -> bool:
+def image_exists(client: DockerClient, image: str) -> bool:
     """Whether the engine has `image` locally."""
     try:
         client.images.get(image)
@@ -94,19 +94,20 @@ def image_exists(client: docker.DockerClient, image: str) -> bool:
     return True
 
 
-def build_runtime_image(client: docker.DockerClient, tag: str | None = None, *, quiet: bool = False) -> str:
+def build_runtime_image(client: DockerClient, tag: str | None = None, *, quiet: bool = False) -> str:
     """Build the runtime image from this source tree on the offline base image; return its tag."""
     tag = tag or runtime_image()
     if not image_exists(client, BASE_IMAGE):
         raise ClipperError(f"Base image {BASE_IMAGE} is missing; run scripts/base-image.sh first.")
     root = project_dir()
+    old = client.images.get(tag).id if image_exists(client, tag) else None
     with tempfile.TemporaryDirectory(prefix="clipper-build-") as tmp:
         ctx = Path(tmp)
         shutil.copy(root / "pyproject.toml", ctx)
         shutil.copy(root / "README.md", ctx)
         shutil.copytree(root / "src", ctx / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copy(CA_BUNDLE, ctx / "ca-certificates.crt")
-        shutil.copy(root / "docker" / "runtime.Dockerfile", ctx / "Dockerfile")
+        shutil.copy(root / "dockerfiles" / "runtime.Dockerfile", ctx / "Dockerfile")
         args = {
             "BASE_IMAGE": BASE_IMAGE,
             "CLOUDPICKLE_VERSION": metadata.version("cloudpickle"),
@@ -114,10 +115,20 @@ def build_runtime_image(client: docker.DockerClient, tag: str | None = None, *, 
             **pip_index_args(),
         }
         _build(client, str(ctx), tag, args, quiet=quiet)
+    if old and client.images.get(tag).id != old:
+        _remove_quietly(client, old)
     return tag
 
 
-def ensure_runtime_image(client: docker.DockerClient) -> str:
+def _remove_quietly(client: DockerClient, image_id: str) -> None:
+    """Drop a superseded image; keep it when a container still uses it."""
+    try:
+        client.images.remove(image_id)
+    except docker.errors.APIError as e:
+        logger.debug("Keeping %s: %s", image_id, e)
+
+
+def ensure_runtime_image(client: DockerClient) -> str:
     """The runtime image's tag, building it first when the engine does not have it."""
     tag = runtime_image()
     if not image_exists(client, tag):
@@ -126,7 +137,7 @@ def ensure_runtime_image(client: docker.DockerClient) -> str:
     return tag
 
 
-def image_versions(client: docker.DockerClient, image: str) -> tuple[str, str]:
+def image_versions(client: DockerClient, image: str) -> tuple[str, str]:
     """(python major.minor, cloudpickle version) inside `image`, from its labels or by asking it."""
     labels = client.images.get(image).labels or {}
     if PYTHON_LABEL in labels and CLOUDPICKLE_LABEL in labels:
@@ -140,7 +151,7 @@ def image_versions(client: docker.DockerClient, image: str) -> tuple[str, str]:
     return python, pickler
 
 
-def check_closure_versions(client: docker.DockerClient, model_data_path: Path, image: str) -> None:
+def check_closure_versions(client: DockerClient, model_data_path: Path, image: str) -> None:
     """Refuse to build when the closure was pickled by another Python or cloudpickle than the image runs."""
     meta_path = model_data_path / "metadata.json"
     if not meta_path.is_file():
@@ -181,7 +192,7 @@ def model_dockerfile(base_image: str, pkgs_to_install: Iterable[str] | None) -> 
 
 
 def build_model_image(
-    client: docker.DockerClient,
+    client: DockerClient,
     image: str,
     model_data_path: str | Path,
     base_image: str,
@@ -206,7 +217,7 @@ def build_model_image(
     return image
 
 
-def push_image(client: docker.DockerClient, image: str, *, quiet: bool = False) -> None:
+def push_image(client: DockerClient, image: str, *, quiet: bool = False) -> None:
     """Push `image` to the registry its name starts with; raise ClipperError on any error."""
     repository, _, tag = image.rpartition(":")
     stream = client.api.push(repository, tag=tag, stream=True, decode=True)
@@ -222,7 +233,7 @@ def _reset_mtime(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def _build(
-    client: docker.DockerClient,
+    client: DockerClient,
     context: Any,
     tag: str,
     buildargs: dict[str, str],

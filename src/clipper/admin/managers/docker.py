@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import docker
 import docker.errors
+import redis
+from docker import DockerClient
 from docker.models.containers import Container
 
 from clipper.admin import images
@@ -35,6 +35,7 @@ from clipper.admin.managers.base import (
     ContainerManager,
     model_container_label,
 )
+from clipper.admin.managers.process import choose_port
 from clipper.errors import ClusterError
 
 logger = logging.getLogger(__name__)
@@ -43,30 +44,6 @@ REDIS_URL_LABEL = "ai.clipper.redis.url"
 NETWORK_MODE_LABEL = "ai.clipper.network"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _choose_port(requested: int, taken: set[int]) -> int:
-    """`requested` if free on 127.0.0.1, else a free port chosen by the kernel (as Clipper does)."""
-    if requested not in taken and _port_is_free(requested):
-        taken.add(requested)
-        return requested
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in taken:
-            taken.add(port)
-            logger.info("Port %d is taken; using %d", requested, port)
-            return port
 
 
 class DockerContainerManager(ContainerManager):
@@ -110,7 +87,7 @@ class DockerContainerManager(ContainerManager):
         kwargs = dict(extra_container_kwargs or {})
         self.extra_labels: dict[str, str] = kwargs.pop("labels", {}) or {}
         self.extra_container_kwargs = kwargs
-        self.client = docker.from_env()
+        self.client = DockerClient.from_env()
         self.redis_url = self._redis_url()
 
     # ----- naming and lookup -----
@@ -158,6 +135,7 @@ class DockerContainerManager(ContainerManager):
             "labels": labels,
             "environment": env,
             "detach": True,
+            "init": True,  # tini as PID 1: signals reach python, zombies are reaped
         }
         if self.host_network:
             run_kwargs["network_mode"] = "host"
@@ -190,8 +168,6 @@ class DockerContainerManager(ContainerManager):
 
     def _wait_redis(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Wait until Redis answers PING (host networking only: the port is on 127.0.0.1)."""
-        import redis
-
         client = redis.Redis.from_url(self.redis_url, socket_timeout=1)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -244,7 +220,8 @@ class DockerContainerManager(ContainerManager):
         self._ensure_network()
         taken: set[int] = set()
         for key in ("query_rest", "query_rpc", "management") + (() if self.external_redis else ("redis",)):
-            self.ports[key] = _choose_port(self.ports[key], taken)
+            self.ports[key] = choose_port(self.ports[key], taken)
+            taken.add(self.ports[key])
         self.ports["metric"] = self.ports["query_rest"]
         self.redis_url = self._redis_url()
         port_labels = {CLIPPER_DOCKER_PORT_LABELS[k]: str(v) for k, v in self.ports.items()}
