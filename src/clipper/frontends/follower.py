@@ -36,10 +36,11 @@ class ConfigFollower:
         await asyncio.wait_for(subscribed.wait(), 10)
         await self.reload_all()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop following; a Redis call stuck in cancellation is abandoned after `timeout_s`."""
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=timeout_s)
 
     async def _follow(self, subscribed: asyncio.Event) -> None:
         async for event in self._store.watch(subscribed):

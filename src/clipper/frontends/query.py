@@ -120,11 +120,12 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
     try:
         await stop.wait()
     finally:
+        logger.info("Query frontend %s draining", fid)
         app.draining = True
         registry_task.cancel()
+        await follower.stop()
         with contextlib.suppress(redis.exceptions.RedisError):
             await store.deregister_frontend(fid)
-        await follower.stop()
         rpc.set_frontends([f.rpc_address for f in await store.list_frontends()], leaving=True)
         await app.drained(settings.drain_timeout_ms / 1000)
         server.stop()

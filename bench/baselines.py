@@ -1,0 +1,81 @@
+"""Bare servers the benchmark compares against: `python bench/baselines.py KIND PORT`, one process each.
+
+granian-hello: granian RSGI embedded in uvloop (the fastest Python HTTP server we found), constant answer.
+uvicorn-hello: uvicorn (httptools if installed, uvloop) with a raw ASGI app, constant answer.
+granian-parse784: granian RSGI that parses the 784-float JSON body with orjson, then answers a constant.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+
+HOST = "127.0.0.1"
+BODY = b'{"query_id":0,"output":0,"default":false}'
+HEADERS = [("content-type", "application/json")]
+KINDS = ("granian-hello", "uvicorn-hello", "granian-parse784")
+
+
+async def rsgi_hello(scope: Any, proto: Any) -> None:
+    """Answers every request with a constant body."""
+    proto.response_bytes(200, HEADERS, BODY)
+
+
+async def rsgi_parse784(scope: Any, proto: Any) -> None:
+    """Reads and parses the JSON body (as our frontend must), then answers a constant."""
+    doc = orjson.loads(await proto())
+    if len(doc["input"]) != 784:
+        proto.response_bytes(400, HEADERS, b'{"error":"bad input"}')
+        return
+    proto.response_bytes(200, HEADERS, BODY)
+
+
+async def asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Raw ASGI constant answer (drains the request body first)."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": BODY})
+
+
+def serve_granian(app: Any, port: int) -> None:
+    import uvloop
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    server = Server(app, address=HOST, port=port, interface=Interfaces.RSGI, log_enabled=False, backlog=2048)
+    uvloop.run(server.serve())
+
+
+def serve_uvicorn(port: int) -> None:
+    import importlib.util
+
+    import uvicorn
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    uvicorn.run(
+        asgi_hello, host=HOST, port=port, loop="uvloop", http=http, log_level="warning", access_log=False
+    )
+
+
+def main() -> None:
+    kind, port = sys.argv[1], int(sys.argv[2])
+    if kind == "granian-hello":
+        serve_granian(rsgi_hello, port)
+    elif kind == "granian-parse784":
+        serve_granian(rsgi_parse784, port)
+    elif kind == "uvicorn-hello":
+        serve_uvicorn(port)
+    else:
+        raise SystemExit(f"unknown baseline {kind!r}; one of {', '.join(KINDS)}")
+
+
+if __name__ == "__main__":
+    main()
