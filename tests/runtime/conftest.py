@@ -112,7 +112,7 @@ def start_container(zmq_context: zmq.Context[Any]) -> Iterator[StartContainer]:
     running: list[tuple[ModelContainer, threading.Thread]] = []
 
     def start(settings: ContainerSettings, predict: Callable[[Any], Any]) -> ModelContainer:
-        container = ModelContainer(settings, predict, context=zmq_context)
+        container = ModelContainer(settings, predict)
         thread = threading.Thread(target=container.run, name="model-container", daemon=True)
         thread.start()
         running.append((container, thread))

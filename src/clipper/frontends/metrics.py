@@ -5,7 +5,11 @@ Names follow Prometheus conventions; the Clipper name each one replaces is in it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -57,16 +61,10 @@ class QueryMetrics:
             "clipper_cache_lookups", "Prediction cache lookups (Clipper: internal:prediction_cache_lookups)",
             ["model", "version", "result"], registry=registry,
         )  # fmt: skip
-        self._queue = Gauge(
-            "clipper_model_queue_length",
-            "Queries waiting for a replica",
-            ["model", "version"],
-            registry=registry,
-        )
         self._info = Gauge("clipper_frontend_info", "This frontend's id", ["frontend"], registry=registry)
         self._info.labels(**labels).set(1)
         self._apps: dict[str, tuple[Histogram, Counter, Counter]] = {}
-        self._models: dict[tuple[str, str], tuple[Histogram, Histogram, Counter, Gauge]] = {}
+        self._models: dict[tuple[str, str], tuple[Histogram, Histogram, Counter]] = {}
         self._cache_children: dict[tuple[str, str, bool], Counter] = {}
 
     def _app(self, app: str) -> tuple[Histogram, Counter, Counter]:
@@ -79,7 +77,7 @@ class QueryMetrics:
             )
         return found
 
-    def _model(self, model: str, version: str) -> tuple[Histogram, Histogram, Counter, Gauge]:
+    def _model(self, model: str, version: str) -> tuple[Histogram, Histogram, Counter]:
         key = (model, version)
         found = self._models.get(key)
         if found is None:
@@ -87,7 +85,6 @@ class QueryMetrics:
                 self._batch_size.labels(model, version),
                 self._model_latency.labels(model, version),
                 self._model_predictions.labels(model, version),
-                self._queue.labels(model, version),
             )
         return found
 
@@ -99,7 +96,7 @@ class QueryMetrics:
             defaults.inc(n_default)
 
     def batch_done(self, model: str, version: str, size: int, latency_s: float, failed: bool) -> None:
-        batch, latency, predictions, _ = self._model(model, version)
+        batch, latency, predictions = self._model(model, version)
         batch.observe(size)
         latency.observe(latency_s)
         if failed:
@@ -114,8 +111,22 @@ class QueryMetrics:
             child = self._cache_children[key] = self._cache.labels(model, version, "hit" if hit else "miss")
         child.inc()
 
-    def queue_length(self, model: str, version: str, length: int) -> None:
-        self._model(model, version)[3].set(length)
-
     def rejected(self, app: str) -> None:
         self._rejected.labels(app).inc()
+
+    def watch_queues(self, lengths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        """Report queue lengths when scraped, so the query path never touches a gauge."""
+        self.registry.register(_QueueCollector(lengths))
+
+
+class _QueueCollector(Collector):
+    def __init__(self, lengths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        self._lengths = lengths
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "clipper_model_queue_length", "Queries waiting for a replica", labels=["model", "version"]
+        )
+        for model, version, length in self._lengths():
+            family.add_metric([model, version], length)
+        yield family

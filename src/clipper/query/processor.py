@@ -49,8 +49,6 @@ class MetricsSink(Protocol):
 
     def cache_lookup(self, model: str, version: str, hit: bool) -> None: ...
 
-    def queue_length(self, model: str, version: str, length: int) -> None: ...
-
     def rejected(self, app: str) -> None: ...
 
 
@@ -128,6 +126,12 @@ class QueryProcessor(RpcListener):
         self._in_flight: dict[int, InFlight] = {}
         self._msg_ids = itertools.count()
         self._query_ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        """Remember the loop once: asyncio.get_running_loop() costs a getpid() call on every use."""
+        self._loop = asyncio.get_running_loop()
+        return self._loop
 
     # --- configuration (called by the config follower) --------------------------------------
 
@@ -192,7 +196,7 @@ class QueryProcessor(RpcListener):
 
     def submit(self, route: AppRoute, inputs: list[bytes], version: str | None = None) -> PendingRequest:
         """Start answering `inputs` for an app; the request completes by its deadline at the latest."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self._bind_loop()
         first_id = next(self._query_ids)
         for _ in range(len(inputs) - 1):
             next(self._query_ids)
@@ -243,7 +247,7 @@ class QueryProcessor(RpcListener):
         while state.idle and len(queue):
             limit = state.sizer.limit
             if self._batch_wait_s and len(queue) < limit and not state.wait_timer:
-                state.wait_timer = asyncio.get_running_loop().call_later(
+                state.wait_timer = (self._loop or self._bind_loop()).call_later(
                     self._batch_wait_s, self._wait_over, state
                 )
                 return
@@ -262,7 +266,6 @@ class QueryProcessor(RpcListener):
                 continue  # replica_removed has already dropped it
             self._busy[replica] = msg_id
             self._in_flight[msg_id] = InFlight(state, replica, batch, now)
-        self._metrics.queue_length(state.name, state.version, len(queue))
 
     def _wait_over(self, state: VersionState) -> None:
         state.wait_timer = None
@@ -345,6 +348,10 @@ class QueryProcessor(RpcListener):
         if replica in state.replicas:
             state.idle.append(replica)
         self._dispatch(state)
+
+    def queue_lengths(self) -> list[tuple[str, str, int]]:
+        """(model, version, queued queries) for every version this frontend serves."""
+        return [(s.name, s.version, len(s.queue)) for s in self.versions.values()]
 
     def shutdown(self) -> None:
         """Answer everything still held with the default output (used when the frontend stops)."""

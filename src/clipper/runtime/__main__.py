@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-import zmq
 from pydantic import ValidationError
 
 from clipper.errors import ClipperError
@@ -59,8 +58,7 @@ def main() -> int:
         return 1
     if settings.ready_file:
         Path(settings.ready_file).write_text(f"{settings.model_name}:{settings.model_version}\n")
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    container = ModelContainer(settings, predict, input_type=input_type, context=context)
+    container = ModelContainer(settings, predict, input_type=input_type)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         container.stop()
@@ -74,7 +72,6 @@ def main() -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        context.term()  # waits (up to the socket's linger) for the last reply to be sent
     logger.info("stopped")
     return 0
 

@@ -1,4 +1,4 @@
-"""The container side of RPC v3: a DEALER loop that registers with a frontend and serves a predict function.
+"""The container side of RPC v3: a DEALER loop (ZMTP in-process, no libzmq) serving a predict function.
 
 Behaves like Clipper 0.4's Python container (reference §4.5) with two fixes: the frontend host name is
 resolved again on every reconnect (§9 #18), and a failing batch is answered with a ContainerError while the
@@ -8,15 +8,14 @@ container keeps serving (§9 #5). Predict runs on the loop thread; frames pass o
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-import zmq
 
-from clipper.rpc import codec
+from clipper.rpc import codec, zmtp
 from clipper.runtime.closure import PredictFunction
 from clipper.runtime.inputs import MalformedInput, decode_inputs
 from clipper.settings import ContainerSettings
@@ -25,20 +24,74 @@ from clipper.types import InputType
 logger = logging.getLogger(__name__)
 
 _MAX_REMEMBERED_ERRORS = 256
-_STOP_LINGER_MS = 2_000
+_CONNECT_TIMEOUT_S = 1.0
+_HANDSHAKE_TIMEOUT_S = 5.0
+_SEND_TIMEOUT_S = 30.0
+_HELLO = zmtp.greeting(as_server=False) + zmtp.ready(b"DEALER")
 
 
-@dataclass(slots=True, eq=False)
 class _Link:
-    """One DEALER connection to one query frontend."""
+    """One ZMTP (DEALER) connection to one query frontend, over a plain blocking TCP socket."""
 
-    address: str
-    sock: zmq.Socket[bytes]
-    seed: bool
-    last_heard_ns: int
-    last_sent_ns: int
-    heard: bool = False
-    frontends: list[str] = field(default_factory=list)  # the live frontends, as this one last told us
+    def __init__(self, address: str, seed: bool) -> None:
+        self.address = address
+        self.seed = seed
+        self.sock: socket.socket | None = None
+        self.parser = zmtp.Parser()
+        self.last_heard_ns = self.last_sent_ns = time.monotonic_ns()
+        self.heard = False
+        self.frontends: list[str] = []  # the live frontends, as this one last told us
+
+    def connect(self) -> bool:
+        """Connect and send our greeting, READY and a heartbeat; False (retried later) if refused."""
+        host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S)
+        except OSError:
+            return False
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.parser = zmtp.Parser()
+        # libzmq stalls on a message that arrives in the same segment as the handshake: wait for its READY.
+        if not self.send_raw(_HELLO) or not self._await_ready():
+            self.close()
+            return False
+        sock.settimeout(_SEND_TIMEOUT_S)
+        return self.send(codec.encode_heartbeat())
+
+    def _await_ready(self) -> bool:
+        assert self.sock is not None
+        deadline = time.monotonic() + _HANDSHAKE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                return False
+            if not data:
+                return False
+            for item in self.parser.feed(data):
+                if isinstance(item, zmtp.Command) and item.name == b"READY":
+                    return True
+        return False
+
+    def send(self, frames: list[bytes]) -> bool:
+        return self.send_raw(zmtp.encode(frames))
+
+    def send_raw(self, data: bytes) -> bool:
+        if self.sock is None:
+            return False
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.close()
+            return False
+        self.last_sent_ns = time.monotonic_ns()
+        return True
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 class BatchFailed(Exception):
@@ -54,12 +107,10 @@ class ModelContainer:
         predict: PredictFunction,
         *,
         input_type: InputType | None = None,
-        context: zmq.Context[zmq.Socket[bytes]] | None = None,
     ) -> None:
         self._settings = settings
         self._predict = predict
         self._input_type = input_type if input_type is not None else InputType.parse_env(settings.input_type)
-        self._context = context if context is not None else zmq.Context.instance()
         self._stopping = threading.Event()
         self._lock = threading.RLock()
         self._wake: socket.socket | None = None
@@ -73,7 +124,7 @@ class ModelContainer:
                 self._wake.send(b"\0")
 
     def run(self) -> None:
-        """Serve until stopped, keeping one DEALER link to the seed frontend or to every live frontend."""
+        """Serve until stopped, keeping one link to the seed frontend or to every live frontend."""
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         with self._lock:
@@ -82,14 +133,13 @@ class ModelContainer:
         try:
             while not self._stopping.is_set():
                 self._sync_links(links)
-                if not links:
+                if not any(link.sock for link in links.values()):
                     self._wait(wake_r, self._settings.heartbeat_interval_ms)
                     continue
                 self._serve_round(links, wake_r)
         finally:
-            linger = _STOP_LINGER_MS if self._stopping.is_set() else 0
             for link in links.values():
-                link.sock.close(linger=linger)  # on stop, give the last reply time to leave
+                link.close()
             with self._lock:
                 self._wake = None
             wake_w.close()
@@ -105,9 +155,7 @@ class ModelContainer:
         return f"tcp://{ip}:{self._settings.port}"
 
     def _wait(self, wake_r: socket.socket, timeout_ms: int) -> None:
-        poller = zmq.Poller()
-        poller.register(wake_r, zmq.POLLIN)
-        poller.poll(timeout_ms)
+        select.select([wake_r], [], [], timeout_ms / 1000)
 
     def _sync_links(self, links: dict[str, _Link]) -> None:
         """Open a link to each wanted frontend and close the others.
@@ -124,21 +172,16 @@ class ModelContainer:
             wanted = {seed}
         for address in [a for a in links if a not in wanted]:
             logger.info("leaving frontend %s", address)
-            links.pop(address).sock.close(linger=_STOP_LINGER_MS)
-        for address in wanted - links.keys():
-            links[address] = self._open(address, seed=not learned)
-
-    def _open(self, address: str, seed: bool) -> _Link:
-        sock = self._context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(address)
-        logger.debug("connecting to %s", address)
-        sock.send_multipart(codec.encode_heartbeat())
-        now_ns = time.monotonic_ns()
-        return _Link(address, sock, seed, now_ns, now_ns)
+            links.pop(address).close()
+        for address in wanted:
+            link = links.get(address)
+            if link is None:
+                link = links[address] = _Link(address, seed=not learned)
+            if link.sock is None and link.connect():
+                logger.debug("connected to %s", address)
 
     def _serve_round(self, links: dict[str, _Link], wake_r: socket.socket) -> None:
-        """One poll over every link: answer what arrived, heartbeat who is due, drop who went silent."""
+        """One wait over every link: answer what arrived, heartbeat who is due, drop who went silent."""
         interval_ns = self._settings.heartbeat_interval_ms * 1_000_000
         timeout_ns = self._settings.frontend_timeout_ms * 1_000_000
         now_ns = time.monotonic_ns()
@@ -146,37 +189,53 @@ class ModelContainer:
         for address, link in list(links.items()):
             if now_ns - link.last_heard_ns >= timeout_ns:
                 logger.warning("no message from %s for %d ms; reconnecting", address, timeout_ns // 1_000_000)
-                link.sock.close(linger=0)
+                link.close()
                 del links[address]
                 continue
+            if link.sock is None:
+                continue
             if link.heard and now_ns - link.last_sent_ns >= interval_ns:
-                link.sock.send_multipart(codec.encode_heartbeat())
-                link.last_sent_ns = now_ns
+                link.send(codec.encode_heartbeat())
             due = interval_ns - (now_ns - link.last_sent_ns) if link.heard else interval_ns
             wait_ns = min(wait_ns, due, timeout_ns - (now_ns - link.last_heard_ns))
-        if not links:
+        connected = {link.sock: link for link in links.values() if link.sock is not None}
+        if not connected:
             return
-        poller = zmq.Poller()
-        for link in links.values():
-            poller.register(link.sock, zmq.POLLIN)
-        poller.register(wake_r, zmq.POLLIN)
-        for sock, _ in poller.poll(max(1, wait_ns // 1_000_000)):
-            link = next((lk for lk in links.values() if lk.sock is sock), None)
+        readable, _, _ = select.select([*connected, wake_r], [], [], max(0.001, wait_ns / 1e9))
+        for sock in readable:
+            link = connected.get(sock)
             if link is not None:
                 self._drain(link)
 
     def _drain(self, link: _Link) -> None:
-        while not self._stopping.is_set():
-            try:
-                frames = link.sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            link.heard = True
-            link.last_heard_ns = time.monotonic_ns()
-            reply = self._handle(frames, link)
-            if reply is not None:
-                link.sock.send_multipart(reply)
-                link.last_sent_ns = link.last_heard_ns
+        assert link.sock is not None
+        try:
+            data = link.sock.recv(1 << 20)
+        except OSError:
+            data = b""
+        if not data:
+            logger.info("frontend %s closed the connection", link.address)
+            link.close()
+            return
+        link.heard = True
+        link.last_heard_ns = time.monotonic_ns()
+        try:
+            for item in link.parser.feed(data):
+                if self._stopping.is_set():
+                    return
+                if isinstance(item, zmtp.Command):
+                    if item.name == b"PING":
+                        link.send_raw(zmtp.pong(item))
+                    elif item.name == b"ERROR":
+                        logger.warning("frontend %s refused us: %r", link.address, item.body[1:])
+                        link.close()
+                    continue
+                reply = self._handle(item, link)
+                if reply is not None:
+                    link.send(reply)
+        except zmtp.ZmtpError as e:
+            logger.warning("closing link to %s: %s", link.address, e)
+            link.close()
 
     def _handle(self, frames: list[bytes], link: _Link) -> list[bytes] | None:
         """Answer one frontend message; None when it needs no answer."""
