@@ -6,7 +6,7 @@ Field names are Clipper's wire names (reference §3.1, §5) so a Clipper 0.4 cli
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -36,6 +36,13 @@ def _app_name(value: str) -> str:
 AppName = Annotated[str, AfterValidator(_app_name)]
 
 
+OverloadPolicy = Literal["reject", "default"]
+_ON_OVERLOAD_HELP = (
+    "When the model's queue is full: 'reject' answers HTTP 503 with Retry-After, "
+    "'default' answers the default output at once. Not in Clipper 0.4; omitted means 'reject'."
+)
+
+
 class App(BaseModel):
     """An application: the REST endpoint `/<name>/predict`, its input type, SLO and default output."""
 
@@ -45,6 +52,7 @@ class App(BaseModel):
     default_output: str = Field(description="Answer returned when no model replies within the SLO.")
     latency_slo_micros: int = Field(description="End-to-end budget per query, in microseconds.")
     policy: str = DEFAULT_POLICY
+    on_overload: OverloadPolicy = Field(default="reject", description=_ON_OVERLOAD_HELP)
 
 
 class AppInfo(BaseModel):
@@ -55,6 +63,7 @@ class AppInfo(BaseModel):
     default_output: str
     latency_slo_micros: int
     linked_models: list[str]
+    on_overload: OverloadPolicy = "reject"
 
 
 class Model(BaseModel):
@@ -158,6 +167,7 @@ class AddAppRequest(_Request):
     input_type: InputTypeName
     default_output: str = Field(description="Answer returned when no model replies within the SLO.")
     latency_slo_micros: int = Field(gt=0, le=INT32_MAX, description="End-to-end budget per query, in µs.")
+    on_overload: OverloadPolicy = Field(default="reject", description=_ON_OVERLOAD_HELP)
 
 
 class AppNameRequest(_Request):

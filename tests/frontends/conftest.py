@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import redis
@@ -70,13 +71,21 @@ class QueryCluster:
 
         asyncio.run(run())
 
-    def app(self, name: str, input_type: str = "doubles", model: str | None = None, *,
-            default: str = "-1.0", slo_micros: int = 2_000_000) -> None:  # fmt: skip
+    def app(
+        self,
+        name: str,
+        input_type: str = "doubles",
+        model: str | None = None,
+        *,
+        default: str = "-1.0",
+        slo_micros: int = 2_000_000,
+        on_overload: Literal["reject", "default"] = "reject",
+    ) -> None:
         """Register an app (and its link); wait until the frontend knows it."""
 
         async def write(store: ConfigStore) -> None:
             await store.add_app(App(name=name, input_type=input_type, default_output=default,
-                                    latency_slo_micros=slo_micros))  # fmt: skip
+                                    latency_slo_micros=slo_micros, on_overload=on_overload))  # fmt: skip
             if model is not None:
                 await store.add_link(name, model)
 

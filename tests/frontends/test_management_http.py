@@ -163,8 +163,16 @@ async def test_add_app_then_get_application(client: httpx.AsyncClient) -> None:
         "default_output": "-1.0",
         "latency_slo_micros": 100_000,
         "linked_models": [],
+        "on_overload": "reject",  # ours; Clipper's keys are all there
     }
     assert await rejected(client, "add_app", app_body()) == "application 'app' already exists"
+
+
+async def test_an_app_may_ask_for_default_outputs_when_overloaded(client: httpx.AsyncClient) -> None:
+    await ok(client, "add_app", app_body() | {"on_overload": "default"})
+    r = await ok(client, "get_application", {"name": "app"})
+    assert r.json()["on_overload"] == "default"
+    assert "on_overload" in await rejected(client, "add_app", app_body(name="b") | {"on_overload": "drop"})
 
 
 async def test_add_app_without_json_content_type(client: httpx.AsyncClient) -> None:
@@ -202,7 +210,8 @@ async def test_add_app_rejects_bad_bodies(client: httpx.AsyncClient, body: Any, 
     text = await rejected(client, "add_app", body)
     assert text.startswith(SCHEMA_PREFIX + expected), text
     assert text.endswith('Expected JSON schema: {"name" := string, "input_type" := string, '
-                         '"default_output" := string, "latency_slo_micros" := integer}')  # fmt: skip
+                         '"default_output" := string, "latency_slo_micros" := integer, '
+                         '"on_overload" := string}')  # fmt: skip
     assert (await ok(client, "get_all_applications", {"verbose": False})).json() == []
 
 

@@ -202,3 +202,16 @@ def test_a_clipper_0_4_container_registers_and_serves(cluster: QueryCluster):
     reply = cluster.post("a", {"input": [1.0, 2.0]}).json()
     assert reply["default"] is False
     assert reply["output"] == 3.0
+
+
+def test_an_app_may_ask_for_the_default_output_instead_of_503_when_overloaded(make_cluster):
+    cluster = make_cluster(CLIPPER_QUEUE_MAX_ENTRIES="2", CLIPPER_CACHE_SIZE_BYTES="0")
+    cluster.model("m")
+    cluster.container("m", "slow", TEST_SLOW_S="0.5")
+    cluster.app("a", model="m", slo_micros=20_000_000, on_overload="default")
+    with ThreadPoolExecutor(12) as pool:
+        replies = list(pool.map(lambda i: cluster.post("a", {"input": [float(i)]}), range(12)))
+    assert all(r.status_code == 200 for r in replies)
+    overloaded = [r.json() for r in replies if r.json()["default"]]
+    assert overloaded, "some queries should have found the queue full"
+    assert all("queue is full" in r["default_explanation"] for r in overloaded)

@@ -129,13 +129,20 @@ class ClipperConnection:
 
     # -- applications ----------------------------------------------------------------------------------
 
-    def register_application(self, name: str, input_type: str, default_output: str, slo_micros: int) -> None:
-        """Create the REST endpoint `/<name>/predict`."""
+    def register_application(
+        self, name: str, input_type: str, default_output: str, slo_micros: int, *, on_overload: str = "reject"
+    ) -> None:
+        """Create the REST endpoint `/<name>/predict`.
+
+        `on_overload` (not in Clipper): "reject" answers 503 when the model's queue is full, "default"
+        answers the default output at once.
+        """
         body = {
             "name": name,
             "input_type": input_type,
             "default_output": default_output,
             "latency_slo_micros": slo_micros,
+            "on_overload": on_overload,
         }
         self._admin("add_app", body)
         logger.info("Application %s was successfully registered", name)

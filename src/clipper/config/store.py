@@ -103,6 +103,7 @@ class ConfigStore:
             default_output=fields["default_output"],
             latency_slo_micros=int(fields["latency_slo_micros"]),
             policy=fields.get("policy", DEFAULT_POLICY),
+            on_overload=fields.get("on_overload", "reject"),
         )
 
     async def list_app_names(self) -> list[str]:
@@ -116,6 +117,8 @@ class ConfigStore:
             "default_output": app.default_output,
             "latency_slo_micros": str(app.latency_slo_micros),
         }
+        if app.on_overload != "reject":  # our field; written only when set, so the hash stays Clipper's
+            fields["on_overload"] = app.on_overload
         state = orjson.dumps({"y_hat": app.default_output}).decode()
         flat = [x for kv in fields.items() for x in kv]
         await self._transaction(

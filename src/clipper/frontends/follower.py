@@ -95,5 +95,6 @@ class ConfigFollower:
                 default_output=embed_json(app.default_output.encode()),
                 slo_ns=app.latency_slo_micros * 1000,
                 model=links[0] if links else None,
+                default_on_overload=app.on_overload == "default",
             )
         )

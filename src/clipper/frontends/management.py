@@ -102,6 +102,7 @@ class Management:
                     input_type=req.input_type,
                     default_output=req.default_output,
                     latency_slo_micros=req.latency_slo_micros,
+                    on_overload=req.on_overload,
                 )
             )
         logger.info("Added application %s", req.name)
@@ -127,6 +128,7 @@ class Management:
             default_output=app.default_output,
             latency_slo_micros=app.latency_slo_micros,
             linked_models=await self._store.get_links(name),
+            on_overload=app.on_overload,
         )
 
     async def linked_models(self, app_name: str) -> list[str]:

@@ -9,6 +9,7 @@ import orjson
 
 NO_MODEL = "No connected models found for query"
 SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
+OVERLOADED = "The model's queue is full; answered with the default output at once"
 
 
 @dataclass(slots=True, frozen=True)
@@ -20,6 +21,7 @@ class DefaultAnswer:
 
 NO_MODEL_ANSWER = DefaultAnswer(NO_MODEL)
 SLO_ANSWER = DefaultAnswer(SLO_MISSED)
+OVERLOAD_ANSWER = DefaultAnswer(OVERLOADED)
 
 Answer = bytes | DefaultAnswer
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from clipper.errors import InvalidInput, UnknownApp, UnknownVersion
-from clipper.query.answers import NO_MODEL_ANSWER, SLO_ANSWER, DefaultAnswer, PendingRequest
+from clipper.errors import InvalidInput, Overloaded, UnknownApp, UnknownVersion
+from clipper.query.answers import NO_MODEL_ANSWER, OVERLOAD_ANSWER, SLO_ANSWER, DefaultAnswer, PendingRequest
 from clipper.query.batching import AimdBatchSizer, DeadlineQueue
 from clipper.query.cache import PredictionCache
 from clipper.rpc import codec
@@ -61,6 +61,7 @@ class AppRoute:
     default_output: bytes
     slo_ns: int
     model: str | None = None
+    default_on_overload: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -231,7 +232,13 @@ class QueryProcessor(RpcListener):
                     shared.waiters.append((request, i))
                     continue
             query = Query(data, deadline, [(request, i)])
-            state.queue.push(deadline, query)  # Overloaded propagates: the caller answers 503
+            try:
+                state.queue.push(deadline, query)
+            except Overloaded:
+                if not route.default_on_overload:
+                    raise  # the caller answers 503 with Retry-After
+                request.resolve(i, OVERLOAD_ANSWER)
+                continue
             if cache.enabled:
                 state.pending[data] = query
         if request.remaining:
