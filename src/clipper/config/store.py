@@ -12,7 +12,7 @@ import asyncio
 import enum
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -88,13 +88,17 @@ class ConfigStore:
             pipe.execute_command("SELECT", 0)
             await pipe.execute()
 
+    async def _hash(self, db: Db, key: str) -> dict[str, str]:
+        """A hash's fields; the clients decode responses, so keys and values are str."""
+        return cast(dict[str, str], await self._dbs[db].hgetall(key))
+
     async def _scan(self, db: Db, match: str = "*") -> list[str]:
         return sorted([key async for key in self._dbs[db].scan_iter(match=match, count=1000)])
 
     # --- applications -----------------------------------------------------------------------
 
     async def get_app(self, name: str) -> App | None:
-        fields = await self._dbs[Db.APPS].hgetall(name)
+        fields = await self._hash(Db.APPS, name)
         if not fields:
             return None
         return App(
@@ -140,7 +144,7 @@ class ConfigStore:
     # --- links ------------------------------------------------------------------------------
 
     async def get_links(self, app_name: str) -> list[str]:
-        return sorted(await self._dbs[Db.LINKS].smembers(app_name))
+        return sorted(cast(set[str], await self._dbs[Db.LINKS].smembers(app_name)))
 
     async def add_link(self, app_name: str, model_name: str) -> None:
         await self._dbs[Db.LINKS].sadd(app_name, model_name)
@@ -155,7 +159,7 @@ class ConfigStore:
     # --- models -----------------------------------------------------------------------------
 
     async def get_model(self, name: str, version: str) -> Model | None:
-        fields = await self._dbs[Db.MODELS].hgetall(f"{name}:{version}")
+        fields = await self._hash(Db.MODELS, f"{name}:{version}")
         if not fields or "valid" not in fields:
             return None
         return _model_from_fields(fields)
@@ -163,7 +167,7 @@ class ConfigStore:
     async def list_models(self) -> list[Model]:
         models = []
         for key in await self._scan(Db.MODELS):
-            fields = await self._dbs[Db.MODELS].hgetall(key)
+            fields = await self._hash(Db.MODELS, key)
             if fields and "valid" in fields:
                 models.append(_model_from_fields(fields))
         return models
@@ -209,8 +213,7 @@ class ConfigStore:
         await self._transaction(ops)
 
     async def get_current_version(self, name: str) -> str | None:
-        value: str | None = await self._dbs[Db.METADATA].get(CURRENT_VERSION_PREFIX + name)
-        return value
+        return cast(str | None, await self._dbs[Db.METADATA].get(CURRENT_VERSION_PREFIX + name))
 
     async def set_current_version(self, name: str, version: str) -> None:
         await self._dbs[Db.METADATA].set(CURRENT_VERSION_PREFIX + name, version)
@@ -240,13 +243,13 @@ class ConfigStore:
         await self._dbs[Db.CONTAINERS].delete(f"{name},{version},{replica_id}")
 
     async def get_container(self, name: str, version: str, replica_id: int) -> Container | None:
-        fields = await self._dbs[Db.CONTAINERS].hgetall(f"{name},{version},{replica_id}")
+        fields = await self._hash(Db.CONTAINERS, f"{name},{version},{replica_id}")
         return _container_from_fields(fields) if fields else None
 
     async def list_containers(self) -> list[Container]:
         out = []
         for key in await self._scan(Db.CONTAINERS):
-            fields = await self._dbs[Db.CONTAINERS].hgetall(key)
+            fields = await self._hash(Db.CONTAINERS, key)
             if fields:
                 out.append(_container_from_fields(fields))
         return sorted(out, key=lambda c: (c.model_name, c.model_version, c.model_replica_id))
@@ -263,7 +266,8 @@ class ConfigStore:
         """Add or refresh a live frontend; it disappears `ttl_ms` after its last refresh."""
         client = self._dbs[Db.FRONTENDS]
         async with client.pipeline(transaction=True) as pipe:
-            pipe.hset(frontend.frontend_id, mapping=frontend.model_dump(exclude={"frontend_id"}))
+            pipe.hset(frontend.frontend_id, mapping={"rpc_address": frontend.rpc_address,
+                                                     "http_address": frontend.http_address})  # fmt: skip
             pipe.pexpire(frontend.frontend_id, ttl_ms)
             await pipe.execute()
 
@@ -273,9 +277,10 @@ class ConfigStore:
     async def list_frontends(self) -> list[Frontend]:
         out = []
         for key in await self._scan(Db.FRONTENDS):
-            fields = await self._dbs[Db.FRONTENDS].hgetall(key)
+            fields = await self._hash(Db.FRONTENDS, key)
             if fields:
-                out.append(Frontend(frontend_id=key, **fields))
+                out.append(Frontend(frontend_id=key, rpc_address=fields["rpc_address"],
+                                    http_address=fields["http_address"]))  # fmt: skip
         return out
 
     # --- change events ----------------------------------------------------------------------
@@ -308,7 +313,7 @@ class ConfigStore:
                 prefix, key = channel.split("__:", 1)
                 yield ConfigEvent(Db(int(prefix.rsplit("@", 1)[1])), key, message["data"])
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def _escape(pattern: str) -> str:

@@ -130,7 +130,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
             await store.deregister_frontend(fid)
         rpc.set_frontends([f.rpc_address for f in await store.list_frontends()], leaving=True)
         await app.drained(settings.drain_timeout_ms / 1000)
-        server.stop()
+        server.stop()  # type: ignore[no-untyped-call]
         with contextlib.suppress(asyncio.CancelledError):
             await http_task
         processor.shutdown()

@@ -46,7 +46,7 @@ class Peer(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peername = transport.get_extra_info("peername")
         self.name = f"{peername[0]}:{peername[1]}" if peername else "?"
-        transport.write(_GREETING)
+        transport.write(_GREETING)  # type: ignore[attr-defined]
         self._server.connected(self)
 
     def data_received(self, data: bytes) -> None:

@@ -203,9 +203,8 @@ class ModelContainer:
             return
         readable, _, _ = select.select([*connected, wake_r], [], [], max(0.001, wait_ns / 1e9))
         for sock in readable:
-            link = connected.get(sock)
-            if link is not None:
-                self._drain(link)
+            if sock in connected:
+                self._drain(connected[sock])
 
     def _drain(self, link: _Link) -> None:
         assert link.sock is not None
