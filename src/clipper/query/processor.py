@@ -85,7 +85,7 @@ class VersionState:
     replicas: list[Replica] = field(default_factory=list)
     idle: list[Replica] = field(default_factory=list)
     pending: dict[bytes, Query] = field(default_factory=dict)
-    wait_timer: asyncio.TimerHandle | None = None
+    wake: asyncio.Handle | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -243,23 +243,32 @@ class QueryProcessor(RpcListener):
                 state.pending[data] = query
         if request.remaining:
             request.timer = loop.call_later(route.slo_ns / 1e9, request.expire)
-            self._dispatch(state)
+            self._wake(state)
         return request
+
+    def _wake(self, state: VersionState) -> None:
+        """Dispatch after this loop iteration has queued all it received: bigger batches, fewer sends.
+
+        With `batch_wait_ms`, a batch short of the limit waits that long for more queries first.
+        """
+        if state.wake is not None:
+            return
+        loop = self._loop or self._bind_loop()
+        if self._batch_wait_s and len(state.queue) < state.sizer.limit:
+            state.wake = loop.call_later(self._batch_wait_s, self._woken, state)
+        else:
+            state.wake = loop.call_soon(self._woken, state)
+
+    def _woken(self, state: VersionState) -> None:
+        state.wake = None
+        self._dispatch(state)
 
     def _dispatch(self, state: VersionState) -> None:
         """Give queued queries to idle replicas, one batch each, up to the adaptive limit."""
-        if state.wait_timer is not None:
-            return
         queue = state.queue
         while state.idle and len(queue):
-            limit = state.sizer.limit
-            if self._batch_wait_s and len(queue) < limit and not state.wait_timer:
-                state.wait_timer = (self._loop or self._bind_loop()).call_later(
-                    self._batch_wait_s, self._wait_over, state
-                )
-                return
             now = self._clock()
-            batch = queue.take(limit, now, lambda q: self._expired(state, q))
+            batch = queue.take(state.sizer.limit, now, lambda q: self._expired(state, q))
             if not batch:
                 break
             replica = state.idle.pop()
@@ -273,14 +282,6 @@ class QueryProcessor(RpcListener):
                 continue  # replica_removed has already dropped it
             self._busy[replica] = msg_id
             self._in_flight[msg_id] = InFlight(state, replica, batch, now)
-
-    def _wait_over(self, state: VersionState) -> None:
-        state.wait_timer = None
-        wait, self._batch_wait_s = self._batch_wait_s, 0.0
-        try:
-            self._dispatch(state)
-        finally:
-            self._batch_wait_s = wait
 
     def _expired(self, state: VersionState, query: Query) -> None:
         self._finish(state, query, SLO_ANSWER)
