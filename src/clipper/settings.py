@@ -63,6 +63,9 @@ class ContainerSettings(BaseSettings):
     )
     heartbeat_interval_ms: int = Field(default=1000, gt=0)
     frontend_timeout_ms: int = Field(default=30_000, gt=0)
+    busy_poll_us: int = Field(
+        default=200, ge=0, description="After a message, poll this long before sleeping (0: never spin)."
+    )
     predict_module: str | None = Field(
         default=None, description="'pkg.module:function' to serve instead of <model_path>/func.pkl."
     )
