@@ -54,9 +54,11 @@ class BenchCluster:
     def query_url(self) -> str:
         return f"http://{self.cm.get_query_addr()}"
 
-    def deploy(self, app: str, model: str, function: str, batch_size: int) -> None:
+    def deploy(
+        self, app: str, model: str, function: str, batch_size: int, slo_micros: int = SLO_MICROS
+    ) -> None:
         """An app linked to a model served by `models:<function>` with the given batch_size."""
-        self.conn.register_application(app, "doubles", "-1", SLO_MICROS)
+        self.conn.register_application(app, "doubles", "-1", slo_micros)
         self.conn.deploy_model(model, "1", "doubles", f"models:{function}", batch_size=batch_size)
         self.conn.link_model_to_app(app, model)
         self.conn.wait_for_model(model, "1")

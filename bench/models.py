@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 _RNG = np.random.default_rng(0)
@@ -11,6 +13,12 @@ W = _RNG.standard_normal((784, 512), dtype=np.float32)
 def noop(inputs):  # type: ignore[no-untyped-def]
     """Answers every input with 0 and does nothing else."""
     return ["0"] * len(inputs)
+
+
+def slow5ms(inputs):  # type: ignore[no-untyped-def]
+    """A model with a fixed cost of 5 ms per batch: with batch size 1, capacity is ~200 queries/s."""
+    time.sleep(0.005)
+    return ["1"] * len(inputs)
 
 
 def dense784(inputs):  # type: ignore[no-untyped-def]

@@ -33,7 +33,8 @@ from drive import Point, rss_mib, run_wrk, write_bodies
 from clipper.admin.managers.process import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
-MODES = ("suite", "batching", "frontends")
+MODES = ("suite", "batching", "frontends", "overload")
+OVERLOAD_SLO_MS = 50
 
 
 def machine() -> dict[str, Any]:
@@ -239,6 +240,24 @@ class Runner:
                 "```\n" + "\n".join(lines) + "\n```",
             ]
         )
+
+    def overload(self) -> str:
+        """Ten times more load than capacity: every accepted query is answered by its deadline."""
+        print(f"\n== overload: a 5 ms/query model (capacity ~200/s), SLO {OVERLOAD_SLO_MS} ms ==", flush=True)
+        cluster = self.ensure_cluster()
+        if not any(r.startswith("model-slow5ms-1-") for r in cluster.pids()):
+            cluster.deploy("slow5ms", "slow5ms", "slow5ms", 1, slo_micros=OVERLOAD_SLO_MS * 1000)
+        # Closed loop: each connection waits at most the SLO, so 128 connections offer ~2,500 queries/s.
+        pts = self.ours("slow5ms", "noop", [1, 128], "ours-slow5ms")
+        heavy = pts[-1]
+        served = heavy.rps * heavy.duration_s - heavy.extra.get("defaults", 0)
+        verdict = (
+            f"@128 connections: {heavy.rps:,.0f} answers/s ({served / heavy.duration_s:,.0f}/s predictions, "
+            f"the rest default outputs), p50 {heavy.p50_ms:.1f} ms, p99 {heavy.p99_ms:.1f} ms, "
+            f"SLO {OVERLOAD_SLO_MS} ms, {heavy.errors} errors"
+        )
+        print(verdict, flush=True)
+        return "\n\n".join(["### Overload (issue 4)", report.simple_table(pts), f"```\n{verdict}\n```"])
 
     def cleanup(self) -> None:
         for p in self.procs:

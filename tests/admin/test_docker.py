@@ -9,6 +9,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from clipper.admin import images
 from clipper.admin.connection import ClipperConnection
@@ -18,6 +19,7 @@ from clipper.runtime.closure import save_closure
 from tests.admin.conftest import predict_until
 from tests.admin.test_images import PACKAGE, engine, ordinal_model
 from tests.conftest import free_port
+from tests.frontends.conftest import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -176,6 +178,58 @@ def test_clipper_flow_predict_scale_version_logs_stop(
     assert leftovers(docker_client, manager.cluster_name) == []
     for version in ("1", "2"):
         docker_client.images.remove(f"{manager.cluster_name}-ordinal:{version}", force=True)
+
+
+def test_query_frontends_scale_out_and_in_and_containers_follow(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+) -> None:
+    """Two frontends share the query port; the one model container serves both, then the one left."""
+    manager = make_manager()
+    conn = ClipperConnection(manager)
+    conn.start_clipper(runtime_image, runtime_image, num_frontend_replicas=2)
+    assert manager.get_num_frontends() == 2
+    conn.register_application("words", "strings", "default", 1_000_000)
+
+    def shout(inputs: list[bytes]) -> list[str]:
+        return [x.decode().upper() for x in inputs]
+
+    save_closure(shout, tmp_path / "shout")
+    conn.build_and_deploy_model("shout", "1", "strings", str(tmp_path / "shout"), runtime_image)
+    conn.link_model_to_app("words", "shout")
+    # The container dialled one frontend and learned the other from it: one replica record per frontend.
+    wait_until(lambda: len(conn.get_all_model_replicas()) == 2, 60, "the container to join both frontends")
+    shout_label = {
+        "label": [
+            f"{CLIPPER_DOCKER_LABEL}={manager.cluster_name}",
+            f"{CLIPPER_MODEL_CONTAINER_LABEL}=shout_1",
+        ]
+    }
+    (model,) = docker_client.containers.list(filters=shout_label)
+    url = f"http://{manager.get_query_addr()}/words/predict"
+    for i in range(20):  # a new connection each time lands on either frontend
+        with requests.Session() as session:
+            answer = session.post(url, json={"input": f"a{i}"}, timeout=10).json()
+        assert answer == {**answer, "output": f"A{i}", "default": False}, answer
+
+    manager.set_num_frontends(1)
+    assert manager.get_num_frontends() == 1
+    wait_until(lambda: len(conn.get_all_model_replicas()) == 1, 60, "the stopped frontend's record to go")
+    for i in range(5):
+        with requests.Session() as session:
+            answer = session.post(url, json={"input": f"b{i}"}, timeout=10).json()
+        assert answer == {**answer, "output": f"B{i}", "default": False}, answer
+
+    again = DockerContainerManager(cluster_name=manager.cluster_name)  # scale out from another process
+    again.connect()
+    again.set_num_frontends(2)  # the new frontend copies the running one's image and settings
+    assert again.get_num_frontends() == 2
+    wait_until(lambda: len(conn.get_all_model_replicas()) == 2, 60, "the container to join the new one")
+    model.reload()
+    assert model.status == "running" and model.attrs["RestartCount"] == 0  # never restarted
+    assert [c.id for c in docker_client.containers.list(all=True, filters=shout_label)] == [model.id]
+    conn.stop_all()
+    assert leftovers(docker_client, manager.cluster_name) == []
+    docker_client.images.remove(f"{manager.cluster_name}-shout:1", force=True)
 
 
 @pytest.mark.skipif(

@@ -46,7 +46,7 @@ def test_queue_orders_by_deadline_and_drops_expired():
     queue.push(100, "expired")
     queue.push(200, "soon")
     dropped: list[str] = []
-    assert queue.take(limit=5, now_ns=150, expired=dropped.append) == ["soon", "late"]
+    assert queue.take(limit=5, horizon_ns=150, expired=dropped.append) == ["soon", "late"]
     assert dropped == ["expired"]
 
 
@@ -54,7 +54,7 @@ def test_queue_take_respects_limit():
     queue: DeadlineQueue[int] = DeadlineQueue(max_entries=10)
     for i in range(5):
         queue.push(1000 + i, i)
-    assert queue.take(limit=2, now_ns=0, expired=lambda _: None) == [0, 1]
+    assert queue.take(limit=2, horizon_ns=0, expired=lambda _: None) == [0, 1]
     assert len(queue) == 3
 
 

@@ -61,13 +61,13 @@ class DeadlineQueue(Generic[T]):
     def earliest_deadline_ns(self) -> int | None:
         return self._heap[0][0] if self._heap else None
 
-    def take(self, limit: int, now_ns: int, expired: Callable[[T], None]) -> list[T]:
-        """Up to `limit` items with the earliest deadlines that have not passed."""
+    def take(self, limit: int, horizon_ns: int, expired: Callable[[T], None]) -> list[T]:
+        """Up to `limit` items with the earliest deadlines after `horizon_ns`; those before it expire."""
         heap = self._heap
         out: list[T] = []
         while heap and len(out) < limit:
             deadline, _, item = heapq.heappop(heap)
-            if deadline <= now_ns:
+            if deadline <= horizon_ns:
                 expired(item)
             else:
                 out.append(item)

@@ -25,6 +25,8 @@ from clipper.types import InputType
 
 logger = logging.getLogger(__name__)
 
+LATENCY_EWMA_WEIGHT = 0.2
+
 
 class Transport(Protocol):
     """How batches leave: the RPC server."""
@@ -86,6 +88,7 @@ class VersionState:
     idle: list[Replica] = field(default_factory=list)
     pending: dict[bytes, Query] = field(default_factory=dict)
     wake: asyncio.Handle | None = None
+    latency_ns: float = 0.0  # moving average of send-to-answer time of a batch
 
 
 @dataclass(slots=True, eq=False)
@@ -268,7 +271,11 @@ class QueryProcessor(RpcListener):
         queue = state.queue
         while state.idle and len(queue):
             now = self._clock()
-            batch = queue.take(state.sizer.limit, now, lambda q: self._expired(state, q))
+            # A query that cannot be answered before its deadline is answered now with the default
+            # output instead of costing model time: under overload this keeps the model on queries
+            # that can still make it, where plain earliest-deadline-first would serve only late ones.
+            horizon = now + int(state.latency_ns)
+            batch = queue.take(state.sizer.limit, horizon, lambda q: self._expired(state, q))
             if not batch:
                 break
             replica = state.idle.pop()
@@ -352,6 +359,7 @@ class QueryProcessor(RpcListener):
                 self._finish(state, query, error)
         met = all(q.deadline_ns >= now for q in batch)
         state.sizer.observe(len(batch), met)
+        state.latency_ns += LATENCY_EWMA_WEIGHT * ((now - flight.sent_ns) - state.latency_ns)
         self._metrics.batch_done(state.name, state.version, len(batch), (now - flight.sent_ns) / 1e9, failed)
         if replica in state.replicas:
             state.idle.append(replica)

@@ -16,6 +16,7 @@ from typing import Any
 
 import docker.errors
 import redis
+import requests
 from docker import DockerClient
 from docker.models.containers import Container
 
@@ -35,15 +36,19 @@ from clipper.admin.managers.base import (
     ContainerManager,
     model_container_label,
 )
-from clipper.admin.managers.process import choose_port
+from clipper.admin.managers.process import choose_port, free_port
 from clipper.errors import ClusterError
 
 logger = logging.getLogger(__name__)
 
 REDIS_URL_LABEL = "ai.clipper.redis.url"
 NETWORK_MODE_LABEL = "ai.clipper.network"
+FRONTEND_INDEX_LABEL = "ai.clipper.query_frontend.index"
+FRONTEND_RPC_PORT_LABEL = "ai.clipper.query_frontend.own_rpc.port"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10
+# A stopping query frontend first answers what it holds (its drain timeout is 10 s), then exits.
+FRONTEND_STOP_TIMEOUT_S = 15
 
 
 class DockerContainerManager(ContainerManager):
@@ -154,17 +159,22 @@ class DockerContainerManager(ContainerManager):
         deadline = time.monotonic() + timeout_s
         while pending:
             for c in list(pending):
-                c.reload()
-                if c.status == "running":
+                if self._check_not_exited(c) == "running":
                     pending.remove(c)
-                elif c.status in ("exited", "dead"):
-                    tail = c.logs(tail=30).decode(errors="replace")
-                    raise ClusterError(f"Container {c.name} exited at start:\n{tail}")
             if pending and time.monotonic() > deadline:
                 names = ", ".join(c.name for c in pending)
                 raise ClusterError(f"Containers not running after {timeout_s:.0f} s: {names}")
             if pending:
                 time.sleep(0.2)
+
+    @staticmethod
+    def _check_not_exited(c: Container) -> str:
+        """The container's fresh status; raise with its log tail if it has exited."""
+        c.reload()
+        if c.status in ("exited", "dead"):
+            tail = c.logs(tail=30).decode(errors="replace")
+            raise ClusterError(f"Container {c.name} exited at start:\n{tail}")
+        return str(c.status)
 
     def _wait_redis(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Wait until Redis answers PING (host networking only: the port is on 127.0.0.1)."""
@@ -207,9 +217,13 @@ class DockerContainerManager(ContainerManager):
         qf_http_timeout_content: int,
         num_frontend_replicas: int = 1,
     ) -> None:
-        """Start Redis (unless given), the management and the query frontend; leave the manager connected."""
-        if num_frontend_replicas != 1:
-            raise ClusterError("Docker container manager's query frontend scale-out is not supported yet.")
+        """Start Redis (unless given), the management and the query frontend(s); leave the manager connected.
+
+        With host networking, query frontends share the query port (SO_REUSEPORT), each with its own RPC port.
+        """
+        if num_frontend_replicas < 1:
+            raise ClusterError("num_frontend_replicas must be at least 1")
+        self._check_frontend_count(num_frontend_replicas)
         if self._containers(all_states=False):
             raise ClusterError(
                 f"Cluster {self.cluster_name} cannot be started because it already exists. "
@@ -231,8 +245,11 @@ class DockerContainerManager(ContainerManager):
             self._wait_running(started)
             if self.host_network:
                 self._wait_redis()
-        common = {"CLIPPER_REDIS_URL": self.redis_url, "CLIPPER_LOG_LEVEL": "INFO"}
-        http_host = "127.0.0.1" if self.host_network else "0.0.0.0"
+        common = {
+            "CLIPPER_REDIS_URL": self.redis_url,
+            "CLIPPER_LOG_LEVEL": "INFO",
+            "CLIPPER_HTTP_HOST": "127.0.0.1" if self.host_network else "0.0.0.0",
+        }
         mgmt_port = self.ports["management"] if self.host_network else CLIPPER_INTERNAL_MANAGEMENT_PORT
         started.append(
             self._run(
@@ -244,48 +261,131 @@ class DockerContainerManager(ContainerManager):
                     **port_labels,
                     **{REDIS_URL_LABEL: self.redis_url},
                 ),
-                {**common, "CLIPPER_HTTP_HOST": http_host, "CLIPPER_MANAGEMENT_PORT": str(mgmt_port)},
+                {**common, "CLIPPER_MANAGEMENT_PORT": str(mgmt_port)},
                 ["python", "-m", "clipper.frontends.management"],
                 publish={CLIPPER_INTERNAL_MANAGEMENT_PORT: self.ports["management"]},
             )
         )
-        frontend_id = secrets.token_hex(3)
-        qf_name = self._name(f"query_frontend-{frontend_id}")
-        # The RPC host is also the address the frontend advertises to model containers: on a bridge
-        # network that is its container name, which resolves to its own address there.
-        rpc_host = "127.0.0.1" if self.host_network else qf_name
-        query_port = self.ports["query_rest"] if self.host_network else CLIPPER_INTERNAL_QUERY_PORT
-        rpc_port = self.ports["query_rpc"] if self.host_network else CLIPPER_INTERNAL_RPC_PORT
-        started.append(
-            self._run(
-                qf_image,
-                qf_name,
-                self._labels(
-                    "query_frontend",
-                    **{
-                        CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: "",
-                        CLIPPER_QUERY_FRONTEND_ID_LABEL: frontend_id,
-                    },
-                    **port_labels,
-                    **{REDIS_URL_LABEL: self.redis_url},
-                ),
-                {
-                    **common,
-                    "CLIPPER_HTTP_HOST": http_host,
-                    "CLIPPER_HTTP_PORT": str(query_port),
-                    "CLIPPER_RPC_HOST": rpc_host,
-                    "CLIPPER_RPC_PORT": str(rpc_port),
-                    "CLIPPER_FRONTEND_ID": f"{self.cluster_name}-{frontend_id}",
-                    "CLIPPER_CACHE_SIZE_BYTES": str(cache_size),
-                },
-                ["python", "-m", "clipper.frontends.query"],
-                publish={
-                    CLIPPER_INTERNAL_QUERY_PORT: self.ports["query_rest"],
-                    CLIPPER_INTERNAL_RPC_PORT: self.ports["query_rpc"],
-                },
-            )
+        qf_labels = self._labels(
+            "query_frontend",
+            **{CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: ""},
+            **port_labels,
+            **{REDIS_URL_LABEL: self.redis_url},
         )
+        qf_env = {**common, "CLIPPER_CACHE_SIZE_BYTES": str(cache_size)}
+        frontends = [
+            self._start_frontend(qf_image, i, qf_env, qf_labels, set()) for i in range(num_frontend_replicas)
+        ]
+        self._wait_running(started + frontends)
+        self._wait_serving(frontends)
+
+    def _check_frontend_count(self, num_frontends: int) -> None:
+        if num_frontends > 1 and not self.host_network:
+            raise ClusterError(
+                "Several query frontends share the query port only with host networking "
+                "(network_mode='host'); on a bridge network one container holds the published port."
+            )
+
+    def _start_frontend(
+        self, image: str, index: int, env: dict[str, str], labels: dict[str, str], used_ports: set[int]
+    ) -> Container:
+        """Start query frontend `index`: frontend 0 takes the cluster's RPC port, the others free ones."""
+        frontend_id = secrets.token_hex(3)
+        name = self._name(f"query_frontend-{frontend_id}")
+        if self.host_network:
+            rpc_host, query_port, rpc_port = "127.0.0.1", self.ports["query_rest"], self.ports["query_rpc"]
+            taken = used_ports | set(self.ports.values())
+            while index > 0 and rpc_port in taken:
+                rpc_port = free_port()
+            used_ports.add(rpc_port)
+        else:
+            # The RPC host is also the address the frontend advertises to model containers: on a bridge
+            # network that is its container name, which resolves to its own address there.
+            rpc_host, query_port, rpc_port = name, CLIPPER_INTERNAL_QUERY_PORT, CLIPPER_INTERNAL_RPC_PORT
+        own = {
+            CLIPPER_QUERY_FRONTEND_ID_LABEL: frontend_id,
+            FRONTEND_INDEX_LABEL: str(index),
+            FRONTEND_RPC_PORT_LABEL: str(rpc_port),
+        }
+        return self._run(
+            image,
+            name,
+            {**labels, **own},
+            {
+                **env,
+                "CLIPPER_HTTP_PORT": str(query_port),
+                "CLIPPER_RPC_HOST": rpc_host,
+                "CLIPPER_RPC_PORT": str(rpc_port),
+                "CLIPPER_FRONTEND_ID": f"{self.cluster_name}-{frontend_id}",
+            },
+            ["python", "-m", "clipper.frontends.query"],
+            publish={
+                CLIPPER_INTERNAL_QUERY_PORT: self.ports["query_rest"],
+                CLIPPER_INTERNAL_RPC_PORT: self.ports["query_rpc"],
+            },
+        )
+
+    def _wait_serving(self, frontends: list[Container], timeout_s: float = START_TIMEOUT_S) -> None:
+        """Poll /health on the shared query port until each frontend has answered once, by its id."""
+        waiting = {f"{self.cluster_name}-{c.labels[CLIPPER_QUERY_FRONTEND_ID_LABEL]}": c for c in frontends}
+        url = f"http://{self.get_query_addr()}/health"
+        deadline = time.monotonic() + timeout_s
+        while waiting:
+            try:
+                # A new connection each time: SO_REUSEPORT spreads connections over the frontends.
+                with requests.Session() as session:
+                    answer = session.get(url, timeout=2)
+                if answer.status_code == 200:
+                    waiting.pop(answer.json().get("frontend_id"), None)
+            except (requests.RequestException, ValueError):
+                pass
+            if waiting and time.monotonic() > deadline:
+                raise ClusterError(f"Query frontends not serving after {timeout_s:.0f} s: {sorted(waiting)}")
+            if waiting:
+                for c in waiting.values():
+                    self._check_not_exited(c)
+                time.sleep(0.05)
+
+    def _frontends(self, all_states: bool = False) -> list[Container]:
+        """This cluster's query frontend containers, in index order."""
+        found = self._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, all_states=all_states)
+        return sorted(found, key=lambda c: int(c.labels.get(FRONTEND_INDEX_LABEL, "0")))
+
+    def get_num_frontends(self) -> int:
+        """Running query frontend containers."""
+        return len(self._frontends())
+
+    def set_num_frontends(self, num_frontends: int) -> None:
+        """Start or stop query frontends; a stopped one drains (answers what it holds) before it exits.
+
+        New frontends copy a running one's image and settings. Model containers learn the new list from
+        the frontends and connect or disconnect on their own, without restarting.
+        """
+        if num_frontends < 1:
+            raise ClusterError("A cluster needs at least one query frontend")
+        self._check_frontend_count(num_frontends)
+        self._remove(c for c in self._frontends(all_states=True) if c.status in ("exited", "dead"))
+        current = self._frontends()
+        if len(current) > num_frontends:
+            self._remove(current[num_frontends:], stop_timeout_s=FRONTEND_STOP_TIMEOUT_S)
+            return
+        if not current:
+            raise ClusterError(f"Cluster {self.cluster_name} has no running query frontend to copy.")
+        template = current[0]
+        own = (CLIPPER_QUERY_FRONTEND_ID_LABEL, FRONTEND_INDEX_LABEL, FRONTEND_RPC_PORT_LABEL)
+        labels = {k: v for k, v in template.labels.items() if k not in own}
+        env = dict(e.split("=", 1) for e in template.attrs["Config"]["Env"])
+        env = {k: v for k, v in env.items() if k.startswith("CLIPPER_") and k != "CLIPPER_MODEL_PATH"}
+        used_ports = {int(c.labels.get(FRONTEND_RPC_PORT_LABEL, "0")) for c in current}
+        used = {int(c.labels.get(FRONTEND_INDEX_LABEL, "0")) for c in current}
+        free = (i for i in range(num_frontends * 2 + 1) if i not in used)
+        image = template.attrs["Image"]  # the running image's id, so every frontend runs the same code
+        started = [
+            self._start_frontend(image, next(free), env, labels, used_ports)
+            for _ in range(num_frontends - len(current))
+        ]
         self._wait_running(started)
+        self._wait_serving(started)
 
     def _start_redis(self, image: str) -> Container:
         """Redis with AOF on the named volume `<cluster>-redis-data` (Clipper lost its state without one)."""
@@ -359,8 +459,7 @@ class DockerContainerManager(ContainerManager):
             return
         image = self._image(image)
         label = model_container_label(name, version)
-        rpc_host = "127.0.0.1" if self.host_network else self._query_frontend_name()
-        rpc_port = self.ports["query_rpc"] if self.host_network else CLIPPER_INTERNAL_RPC_PORT
+        rpc_host, rpc_port = self._seed_frontend()
         env = {
             "CLIPPER_MODEL_NAME": name,
             "CLIPPER_MODEL_VERSION": str(version),
@@ -382,11 +481,14 @@ class DockerContainerManager(ContainerManager):
         ]
         self._wait_running(new)
 
-    def _query_frontend_name(self) -> str:
-        found = self._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, all_states=False)
+    def _seed_frontend(self) -> tuple[str, int]:
+        """RPC address a new model container dials first: any live frontend's (it then learns the others)."""
+        found = self._frontends()
         if not found:
             raise ClusterError(f"Cluster {self.cluster_name} has no running query frontend.")
-        return str(found[0].name)
+        if not self.host_network:
+            return str(found[0].name), CLIPPER_INTERNAL_RPC_PORT
+        return "127.0.0.1", int(found[0].labels.get(FRONTEND_RPC_PORT_LABEL, self.ports["query_rpc"]))
 
     def build_model(
         self,
@@ -418,12 +520,14 @@ class DockerContainerManager(ContainerManager):
             paths.append(str(path))
         return paths
 
-    def _remove(self, containers: Iterable[Container], graceful: bool = True) -> None:
+    def _remove(
+        self, containers: Iterable[Container], graceful: bool = True, stop_timeout_s: int = STOP_TIMEOUT_S
+    ) -> None:
         containers = list(containers)
         for c in containers:
             try:
                 if graceful and c.status == "running":
-                    c.stop(timeout=STOP_TIMEOUT_S)
+                    c.stop(timeout=stop_timeout_s)
                 c.remove(force=True)
             except docker.errors.NotFound:
                 continue
