@@ -38,6 +38,9 @@ def pid(inputs):
 
 
 def slow(inputs):
+    """Sleeps TEST_SLOW_S; first touches TEST_MARK_FILE if set, so a test knows a batch is in hand."""
+    if "TEST_MARK_FILE" in os.environ:
+        open(os.environ["TEST_MARK_FILE"], "a").close()
     time.sleep(float(os.environ.get("TEST_SLOW_S", "1.0")))
     return [str(len(x)) for x in inputs]
 

@@ -97,7 +97,8 @@ def test_container_killed_mid_batch_every_query_is_answered_and_a_restart_serves
     cluster.app("a", model="m", slo_micros=60_000_000)
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(cluster.post, "a", {"input": [float(i)]}, 60) for i in range(8)]
-        wait_until(lambda: "clipper_model_queue_length" in cluster.metrics(), what="queries to queue")
+        # The first batch (AIMD starts at 1) is in the replica's hands, the other seven wait for it.
+        wait_until(lambda: _queued(cluster) == 7, what="queries to queue")
         victim.send_signal(signal.SIGKILL)
         replies = [f.result().json() for f in futures]
     # Answered at once with a reason, not after the 60 s SLO.
@@ -109,11 +110,12 @@ def test_container_killed_mid_batch_every_query_is_answered_and_a_restart_serves
 
 def test_queries_in_flight_on_a_killed_replica_are_retried_on_another(cluster: QueryCluster):
     cluster.model("m")
-    victim = cluster.container("m", "slow", TEST_SLOW_S="30")
+    mark = cluster.tmp / "batch-started"
+    victim = cluster.container("m", "slow", TEST_SLOW_S="30", TEST_MARK_FILE=str(mark))
     cluster.app("a", model="m", slo_micros=60_000_000)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(cluster.post, "a", {"input": [1.0, 2.0]}, 60)
-        wait_until(lambda: _in_flight(cluster), what="the batch to be sent to the slow replica")
+        wait_until(mark.exists, what="the slow replica to start the batch")
         cluster.container("m", "sum_inputs")
         victim.send_signal(signal.SIGKILL)
         reply = future.result().json()
@@ -121,9 +123,9 @@ def test_queries_in_flight_on_a_killed_replica_are_retried_on_another(cluster: Q
     assert reply["output"] == 3.0
 
 
-def _in_flight(cluster: QueryCluster) -> bool:
-    """The query left the queue: with one replica, it is in that replica's hands."""
-    return 'clipper_model_queue_length{model="m",version="1"} 0.0' in cluster.metrics()
+def _queued(cluster: QueryCluster) -> float:
+    found = re.search(r'clipper_model_queue_length\{model="m",version="1"\} (\S+)', cluster.metrics())
+    return float(found.group(1)) if found else -1.0
 
 
 def test_identical_queries_are_served_from_the_cache(cluster: QueryCluster):
