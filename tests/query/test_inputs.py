@@ -56,3 +56,9 @@ def test_batch_and_version():
 def test_errors_name_the_field_and_the_problem(body, message):
     with pytest.raises(InvalidInput, match=message):
         parse_request(body, InputType.DOUBLES)
+
+
+def test_the_boolean_check_can_be_skipped_when_the_body_has_no_booleans():
+    assert parse_request({"input": [1.0, 2.0]}, InputType.DOUBLES, may_hold_bools=False)[0] == [
+        struct.pack("<2d", 1.0, 2.0)
+    ]

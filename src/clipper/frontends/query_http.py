@@ -122,7 +122,8 @@ class QueryApp:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
                 raise InvalidInput(f"Error parsing JSON: {e}") from e
-            inputs, batch, version = parse_request(body, route.input_type)
+            may_hold_bools = b"true" in raw or b"false" in raw  # a scan in C, not a loop per element
+            inputs, batch, version = parse_request(body, route.input_type, may_hold_bools)
             request = self.processor.submit(route, inputs, version)
         except ClipperError as e:
             status, name = next(
