@@ -96,6 +96,8 @@ def parse_request(
             raise InvalidInput(
                 f"Type mismatch! JSON key input_batch expected type Array but found type {_json_type(batch)}"
             )
-        inputs = [encode_input(v, input_type, f"input_batch[{i}]", may_hold_bools) for i, v in enumerate(batch)]
+        inputs = [
+            encode_input(v, input_type, f"input_batch[{i}]", may_hold_bools) for i, v in enumerate(batch)
+        ]
         return inputs, True, version
     raise InvalidInput("JSON object does not have required keys input or input_batch")
