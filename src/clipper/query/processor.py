@@ -129,7 +129,7 @@ class QueryProcessor(RpcListener):
         self._busy: dict[Replica, int] = {}
         self._in_flight: dict[int, InFlight] = {}
         self._msg_ids = itertools.count()
-        self._query_ids = itertools.count()
+        self._next_query_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
@@ -169,9 +169,6 @@ class QueryProcessor(RpcListener):
         self.model_batch_sizes.pop((name, version), None)
         self.cache.invalidate(name, version)
 
-    def known_versions(self, model: str) -> list[str]:
-        return sorted(v for (m, v) in self.model_batch_sizes if m == model)
-
     def _sizer(self, batch_size: int) -> AimdBatchSizer:
         if batch_size > 0:
             return AimdBatchSizer(batch_size, fixed=True)
@@ -201,9 +198,8 @@ class QueryProcessor(RpcListener):
     def submit(self, route: AppRoute, inputs: list[bytes], version: str | None = None) -> PendingRequest:
         """Start answering `inputs` for an app; the request completes by its deadline at the latest."""
         loop = self._loop or self._bind_loop()
-        first_id = next(self._query_ids)
-        for _ in range(len(inputs) - 1):
-            next(self._query_ids)
+        first_id = self._next_query_id  # Clipper's query_id: one per input, counted per frontend
+        self._next_query_id += len(inputs)
         request = PendingRequest(len(inputs), route.default_output, first_id, loop)
         model = route.model
         if version is not None:
