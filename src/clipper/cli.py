@@ -13,12 +13,12 @@ import click
 import requests
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from clipper.admin.connection import ClipperConnection
 from clipper.admin.deployers.python import create_endpoint, deploy_python_closure
 from clipper.admin.managers.local import LocalContainerManager
-from clipper.admin.managers.process import is_alive, log_tail
+from clipper.admin.managers.process import log_tail
+from clipper.cli_tables import addresses, apps_table, containers_table, models_table, processes_table
 from clipper.errors import ClipperError
 from clipper.types import InputType
 
@@ -120,14 +120,7 @@ def start(
     with console.status(f"Starting cluster {state.cluster}..."):
         ClipperConnection(manager).start_clipper(cache_size=cache_size, num_frontend_replicas=frontends)
     console.print(f"[green]Cluster {state.cluster} is running[/green]")
-    _print_addresses(manager)
-
-
-def _print_addresses(manager: LocalContainerManager) -> None:
-    console.print(f"  predictions: http://{manager.get_query_addr()}/<app>/predict")
-    console.print(f"  management:  http://{manager.get_admin_addr()}/admin/")
-    console.print(f"  metrics:     http://{manager.get_metric_addr()}/metrics")
-    console.print(f"  state:       {manager.state_dir}")
+    console.print(addresses(manager))
 
 
 @cli.command()
@@ -153,18 +146,11 @@ def status(state: CliState) -> None:
     if not records:
         console.print(f"Cluster {state.cluster} is not running (state in {manager.state_dir})")
         return
-    table = Table(title=f"Processes of cluster {state.cluster}")
-    for column in ("role", "pid", "state", "ports", "log"):
-        table.add_column(column)
-    for r in records:
-        alive = is_alive(r)
-        ports = ", ".join(f"{k} {v}" for k, v in r.ports.items())
-        table.add_row(r.role, str(r.pid), "[green]running" if alive else "[red]exited", ports, r.log_path)
-    console.print(table)
+    console.print(processes_table(state.cluster, records))
     conn = state.connect()
-    _apps_table(conn)
-    _models_table(conn, manager)
-    _containers_table(conn)
+    console.print(apps_table(conn))
+    console.print(models_table(conn, manager))
+    console.print(containers_table(conn))
 
 
 @cli.command()
@@ -270,7 +256,7 @@ def logs(state: CliState, role: str | None, lines: int) -> None:
 @pass_state
 def apps(state: CliState) -> None:
     """List the applications."""
-    _apps_table(state.connect())
+    console.print(apps_table(state.connect()))
 
 
 @cli.command()
@@ -278,14 +264,14 @@ def apps(state: CliState) -> None:
 def models(state: CliState) -> None:
     """List the model versions, with their replica counts."""
     conn = state.connect()
-    _models_table(conn, conn.cm)
+    console.print(models_table(conn, conn.cm))
 
 
 @cli.command()
 @pass_state
 def containers(state: CliState) -> None:
     """List the connected model replicas."""
-    _containers_table(state.connect())
+    console.print(containers_table(state.connect()))
 
 
 @cli.command()
@@ -382,7 +368,7 @@ def quickstart(state: CliState) -> None:
     answer = _predict_until_served(url, {"input": [1.0, 2.0, 3.0]})
     console.print(f"$ curl -X POST -d '{{\"input\": [1.0, 2.0, 3.0]}}' {url}", soft_wrap=True)
     console.print_json(json.dumps(answer))
-    _print_addresses(manager)
+    console.print(addresses(manager))
     console.print("Stop the cluster with `clipper stop`.")
 
 
@@ -401,43 +387,6 @@ def _predict_until_served(url: str, body: dict[str, Any], timeout_s: float = 30.
         if not answer.get("default") or time.monotonic() > deadline:
             return answer
         time.sleep(0.1)
-
-
-def _apps_table(conn: ClipperConnection) -> None:
-    table = Table(title="Applications")
-    for column in ("name", "input type", "SLO (µs)", "default output", "linked model"):
-        table.add_column(column)
-    for a in conn.get_all_apps(verbose=True):
-        linked = ", ".join(a["linked_models"])
-        table.add_row(a["name"], a["input_type"], str(a["latency_slo_micros"]), a["default_output"], linked)
-    console.print(table)
-
-
-def _models_table(conn: ClipperConnection, manager: Any) -> None:
-    table = Table(title="Models")
-    for column in ("name", "version", "input type", "current", "replicas", "labels", "source"):
-        table.add_column(column)
-    for m in conn.get_all_models(verbose=True):
-        count = manager.get_num_replicas(m["model_name"], m["model_version"])
-        table.add_row(
-            m["model_name"],
-            m["model_version"],
-            m["input_type"],
-            "yes" if m["is_current_version"] else "",
-            str(count),
-            ", ".join(label for label in m["labels"] if label),
-            m["container_name"],
-        )
-    console.print(table)
-
-
-def _containers_table(conn: ClipperConnection) -> None:
-    table = Table(title="Connected replicas")
-    for column in ("model", "version", "replica id", "input type"):
-        table.add_column(column)
-    for c in conn.get_all_model_replicas(verbose=True):
-        table.add_row(c["model_name"], c["model_version"], str(c["model_replica_id"]), c["input_type"])
-    console.print(table)
 
 
 def main() -> None:

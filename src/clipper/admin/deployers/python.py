@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clipper.admin.connection import ClipperConnection, validate_versioned_model_name
+from clipper.admin.connection import ClipperConnection
 from clipper.admin.exceptions import ClipperException
+from clipper.admin.model_admin import validate_versioned_model_name
 from clipper.runtime.closure import save_closure
 
 logger = logging.getLogger(__name__)

@@ -9,14 +9,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-import docker.errors
-import redis
-import requests
 from docker import DockerClient
 from docker.models.containers import Container
 
@@ -36,6 +30,18 @@ from clipper.admin.managers.base import (
     ContainerManager,
     model_container_label,
 )
+from clipper.admin.managers.docker_engine import (
+    START_TIMEOUT_S,
+    ensure_network,
+    redis_server_command,
+    remove_containers,
+    remove_networks_and_volumes,
+    run_container,
+    wait_answering,
+    wait_redis,
+    wait_running,
+    write_logs,
+)
 from clipper.admin.managers.process import choose_port, free_port
 from clipper.errors import ClusterError
 
@@ -45,8 +51,6 @@ REDIS_URL_LABEL = "ai.clipper.redis.url"
 NETWORK_MODE_LABEL = "ai.clipper.network"
 FRONTEND_INDEX_LABEL = "ai.clipper.query_frontend.index"
 FRONTEND_RPC_PORT_LABEL = "ai.clipper.query_frontend.own_rpc.port"
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10
 # A stopping query frontend first answers what it holds (its drain timeout is 10 s), then exits.
 FRONTEND_STOP_TIMEOUT_S = 15
 
@@ -133,70 +137,10 @@ class DockerContainerManager(ContainerManager):
         publish: dict[int, int] | None = None,
         **kwargs: Any,
     ) -> Container:
-        run_kwargs: dict[str, Any] = {
-            **self.extra_container_kwargs,
-            **kwargs,
-            "name": name,
-            "labels": labels,
-            "environment": env,
-            "detach": True,
-            "init": True,  # tini as PID 1: signals reach python, zombies are reaped
-        }
-        if self.host_network:
-            run_kwargs["network_mode"] = "host"
-        else:
-            run_kwargs["network"] = self.network
-            run_kwargs["ports"] = {f"{c}/tcp": ("127.0.0.1", h) for c, h in (publish or {}).items()}
-        logger.info("Starting container %s (%s)", name, image)
-        try:
-            return self.client.containers.run(image, command, **run_kwargs)
-        except docker.errors.APIError as e:
-            raise ClusterError(f"Cannot start container {name} from {image}: {e.explanation or e}") from e
-
-    def _wait_running(self, containers: Iterable[Container], timeout_s: float = START_TIMEOUT_S) -> None:
-        """Wait until every container runs; fail fast with its log tail when one exits."""
-        pending = list(containers)
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            for c in list(pending):
-                if self._check_not_exited(c) == "running":
-                    pending.remove(c)
-            if pending and time.monotonic() > deadline:
-                names = ", ".join(c.name for c in pending)
-                raise ClusterError(f"Containers not running after {timeout_s:.0f} s: {names}")
-            if pending:
-                time.sleep(0.2)
-
-    @staticmethod
-    def _check_not_exited(c: Container) -> str:
-        """The container's fresh status; raise with its log tail if it has exited."""
-        c.reload()
-        if c.status in ("exited", "dead"):
-            tail = c.logs(tail=30).decode(errors="replace")
-            raise ClusterError(f"Container {c.name} exited at start:\n{tail}")
-        return str(c.status)
-
-    def _wait_redis(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Wait until Redis answers PING (host networking only: the port is on 127.0.0.1)."""
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=1)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise ClusterError(f"Redis at {self.redis_url} does not answer") from None
-                time.sleep(0.1)
-            finally:
-                client.close()
-
-    def _ensure_network(self) -> None:
-        if self.host_network or self.client.networks.list(names=[self.network]):
-            return
-        self.client.networks.create(
-            self.network, driver="bridge", labels={CLIPPER_DOCKER_LABEL: self.cluster_name}
-        )
+        """Start a container on this cluster's network, with the user's extra container arguments."""
+        run_kwargs = {**self.extra_container_kwargs, **kwargs}
+        run_kwargs.update(name=name, labels=labels, environment=env)
+        return run_container(self.client, image, command, self.network, publish, **run_kwargs)
 
     def _image(self, image: str) -> str:
         """Clipper 0.4's per-role image names (and missing images) map to our runtime image."""
@@ -229,22 +173,24 @@ class DockerContainerManager(ContainerManager):
                 f"Cluster {self.cluster_name} cannot be started because it already exists. "
                 "Please use ClipperConnection.connect() to connect to it."
             )
-        self._remove(self._containers())  # leftovers of a crashed run
+        remove_containers(self._containers())  # leftovers of a crashed run
         qf_image, mgmt_image = self._image(query_frontend_image), self._image(mgmt_frontend_image)
-        self._ensure_network()
+        if self.network is not None:
+            ensure_network(self.client, self.network, {CLIPPER_DOCKER_LABEL: self.cluster_name})
         taken: set[int] = set()
         for key in ("query_rest", "query_rpc", "management") + (() if self.external_redis else ("redis",)):
             self.ports[key] = choose_port(self.ports[key], taken)
             taken.add(self.ports[key])
         self.ports["metric"] = self.ports["query_rest"]
         self.redis_url = self._redis_url()
-        port_labels = {CLIPPER_DOCKER_PORT_LABELS[k]: str(v) for k, v in self.ports.items()}
+        served = {CLIPPER_DOCKER_PORT_LABELS[k]: str(v) for k, v in self.ports.items()}
+        served[REDIS_URL_LABEL] = self.redis_url
         started: list[Container] = []
         if not self.external_redis:
             started.append(self._start_redis(qf_image))
-            self._wait_running(started)
+            wait_running(started)
             if self.host_network:
-                self._wait_redis()
+                wait_redis(self.redis_url)
         common = {
             "CLIPPER_REDIS_URL": self.redis_url,
             "CLIPPER_LOG_LEVEL": "INFO",
@@ -255,28 +201,18 @@ class DockerContainerManager(ContainerManager):
             self._run(
                 mgmt_image,
                 self._name("mgmt_frontend"),
-                self._labels(
-                    "management_frontend",
-                    **{CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""},
-                    **port_labels,
-                    **{REDIS_URL_LABEL: self.redis_url},
-                ),
+                self._labels("management_frontend", **{CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""}, **served),
                 {**common, "CLIPPER_MANAGEMENT_PORT": str(mgmt_port)},
                 ["python", "-m", "clipper.frontends.management"],
                 publish={CLIPPER_INTERNAL_MANAGEMENT_PORT: self.ports["management"]},
             )
         )
-        qf_labels = self._labels(
-            "query_frontend",
-            **{CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: ""},
-            **port_labels,
-            **{REDIS_URL_LABEL: self.redis_url},
-        )
+        qf_labels = self._labels("query_frontend", **{CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: ""}, **served)
         qf_env = {**common, "CLIPPER_CACHE_SIZE_BYTES": str(cache_size)}
         frontends = [
             self._start_frontend(qf_image, i, qf_env, qf_labels, set()) for i in range(num_frontend_replicas)
         ]
-        self._wait_running(started + frontends)
+        wait_running(started + frontends)
         self._wait_serving(frontends)
 
     def _check_frontend_count(self, num_frontends: int) -> None:
@@ -326,25 +262,13 @@ class DockerContainerManager(ContainerManager):
         )
 
     def _wait_serving(self, frontends: list[Container], timeout_s: float = START_TIMEOUT_S) -> None:
-        """Poll /health on the shared query port until each frontend has answered once, by its id."""
+        """Poll /health on the shared query port until each frontend has answered once, by its id.
+
+        A new connection each time: SO_REUSEPORT spreads connections over the frontends.
+        """
         waiting = {f"{self.cluster_name}-{c.labels[CLIPPER_QUERY_FRONTEND_ID_LABEL]}": c for c in frontends}
         url = f"http://{self.get_query_addr()}/health"
-        deadline = time.monotonic() + timeout_s
-        while waiting:
-            try:
-                # A new connection each time: SO_REUSEPORT spreads connections over the frontends.
-                with requests.Session() as session:
-                    answer = session.get(url, timeout=2)
-                if answer.status_code == 200:
-                    waiting.pop(answer.json().get("frontend_id"), None)
-            except (requests.RequestException, ValueError):
-                pass
-            if waiting and time.monotonic() > deadline:
-                raise ClusterError(f"Query frontends not serving after {timeout_s:.0f} s: {sorted(waiting)}")
-            if waiting:
-                for c in waiting.values():
-                    self._check_not_exited(c)
-                time.sleep(0.05)
+        wait_answering(url, "frontend_id", waiting, "Query frontends", timeout_s)
 
     def _frontends(self, all_states: bool = False) -> list[Container]:
         """This cluster's query frontend containers, in index order."""
@@ -364,10 +288,10 @@ class DockerContainerManager(ContainerManager):
         if num_frontends < 1:
             raise ClusterError("A cluster needs at least one query frontend")
         self._check_frontend_count(num_frontends)
-        self._remove(c for c in self._frontends(all_states=True) if c.status in ("exited", "dead"))
+        remove_containers(c for c in self._frontends(all_states=True) if c.status in ("exited", "dead"))
         current = self._frontends()
         if len(current) > num_frontends:
-            self._remove(current[num_frontends:], stop_timeout_s=FRONTEND_STOP_TIMEOUT_S)
+            remove_containers(current[num_frontends:], stop_timeout_s=FRONTEND_STOP_TIMEOUT_S)
             return
         if not current:
             raise ClusterError(f"Cluster {self.cluster_name} has no running query frontend to copy.")
@@ -384,7 +308,7 @@ class DockerContainerManager(ContainerManager):
             self._start_frontend(image, next(free), env, labels, used_ports)
             for _ in range(num_frontends - len(current))
         ]
-        self._wait_running(started)
+        wait_running(started)
         self._wait_serving(started)
 
     def _start_redis(self, image: str) -> Container:
@@ -397,21 +321,7 @@ class DockerContainerManager(ContainerManager):
             self._name("redis"),
             self._labels("redis", **{CLIPPER_DOCKER_PORT_LABELS["redis"]: str(self.ports["redis"])}),
             {},
-            [
-                "/usr/bin/redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                bind,
-                "--protected-mode",
-                "no",
-                "--appendonly",
-                "yes",
-                "--dir",
-                "/data",
-                "--save",
-                "",
-            ],
+            redis_server_command(port, bind, "/data"),
             publish={CLIPPER_INTERNAL_REDIS_PORT: self.ports["redis"]},
             volumes={self._volume(): {"bind": "/data", "mode": "rw"}},
         )
@@ -452,10 +362,10 @@ class DockerContainerManager(ContainerManager):
     ) -> None:
         """Add or remove (not just stop) containers until `num_replicas` run."""
         containers = self._model_containers(name, version)
-        self._remove([c for c in containers if c.status not in ("running", "created", "restarting")])
+        remove_containers([c for c in containers if c.status not in ("running", "created", "restarting")])
         running = [c for c in containers if c.status in ("running", "created", "restarting")]
         if len(running) > num_replicas:
-            self._remove(running[num_replicas:])
+            remove_containers(running[num_replicas:])
             return
         image = self._image(image)
         label = model_container_label(name, version)
@@ -479,7 +389,7 @@ class DockerContainerManager(ContainerManager):
             )
             for _ in range(num_replicas - len(running))
         ]
-        self._wait_running(new)
+        wait_running(new)
 
     def _seed_frontend(self) -> tuple[str, int]:
         """RPC address a new model container dials first: any live frontend's (it then learns the others)."""
@@ -511,51 +421,23 @@ class DockerContainerManager(ContainerManager):
 
     def get_logs(self, logging_dir: str) -> list[str]:
         """One file per container of this cluster: `image_<id>:container_<id>.log` (stdout and stderr)."""
-        out = Path(logging_dir).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for c in self._containers():
-            path = out / f"image_{c.image.short_id.removeprefix('sha256:')}:container_{c.short_id}.log"
-            path.write_bytes(c.logs(stdout=True, stderr=True))
-            paths.append(str(path))
-        return paths
-
-    def _remove(
-        self, containers: Iterable[Container], graceful: bool = True, stop_timeout_s: int = STOP_TIMEOUT_S
-    ) -> None:
-        containers = list(containers)
-        for c in containers:
-            try:
-                if graceful and c.status == "running":
-                    c.stop(timeout=stop_timeout_s)
-                c.remove(force=True)
-            except docker.errors.NotFound:
-                continue
-        for c in containers:
-            try:
-                c.wait(condition="removed", timeout=STOP_TIMEOUT_S * 3)
-            except (docker.errors.NotFound, docker.errors.APIError):
-                continue
+        return write_logs(self._containers(), logging_dir)
 
     def stop_models(self, models: dict[str, list[str]]) -> None:
         """Remove the containers of the given `{name: [versions]}`."""
         for name, versions in models.items():
             for version in versions:
-                self._remove(self._model_containers(name, version))
+                remove_containers(self._model_containers(name, version))
 
     def stop_all_model_containers(self) -> None:
         """Remove every model container of this cluster."""
-        self._remove(self._containers(CLIPPER_MODEL_CONTAINER_LABEL))
+        remove_containers(self._containers(CLIPPER_MODEL_CONTAINER_LABEL))
 
     def stop_all(self, graceful: bool = True) -> None:
         """Remove this cluster's containers (models first), then its network and Redis volume."""
         self.stop_all_model_containers()
-        self._remove(self._containers(), graceful=graceful)
-        label = f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}"
-        for network in self.client.networks.list(filters={"label": label}):
-            network.remove()
-        for volume in self.client.volumes.list(filters={"label": label}):
-            volume.remove(force=True)
+        remove_containers(self._containers(), graceful=graceful)
+        remove_networks_and_volumes(self.client, f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}")
 
     # ----- addresses -----
 

@@ -1,0 +1,233 @@
+"""ModelAdmin: ClipperConnection's model-version, replica and model-stopping calls (Clipper 0.4 names).
+
+Versions are recorded through the management API; the container manager starts and stops their replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from clipper.admin.exceptions import ClipperException
+from clipper.admin.management_api import ManagementApi
+from clipper.schema import NO_CONTAINER, check_dns_label
+
+logger = logging.getLogger(__name__)
+
+
+def validate_versioned_model_name(name: str, version: str) -> None:
+    """Clipper's client-side DNS-1123 rule for model names and versions."""
+    for kind, value in (("model name", name), ("model version", version)):
+        try:
+            check_dns_label(kind, value)
+        except ValueError as e:
+            raise ClipperException(str(e)) from None
+
+
+class ModelAdmin(ManagementApi):
+    """Build, deploy, register, version, scale and stop models."""
+
+    # -- models ----------------------------------------------------------------------------------------
+
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: list[str] | None = None,
+    ) -> str:
+        """Build (and push) a model image; only managers with an image builder (Docker) can."""
+        version = str(version)
+        validate_versioned_model_name(name, version)
+        builder = getattr(self.cm, "build_model", None)
+        if builder is None:
+            raise ClipperException(
+                f"{type(self.cm).__name__} cannot build images: building a model image needs "
+                "DockerContainerManager. With LocalContainerManager, pass the model directory as `image` "
+                "to deploy_model, or use clipper.admin.deployers.python.deploy_python_closure."
+            )
+        return str(builder(name, version, model_data_path, base_image, container_registry, pkgs_to_install))
+
+    def build_and_deploy_model(
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        model_data_path: str,
+        base_image: str,
+        labels: list[str] | None = None,
+        container_registry: str | None = None,
+        num_replicas: int = 1,
+        batch_size: int = -1,
+        pkgs_to_install: list[str] | None = None,
+    ) -> None:
+        """`build_model`, then `deploy_model` with the built image."""
+        self._require_connection()
+        image = self.build_model(
+            name, version, model_data_path, base_image, container_registry, pkgs_to_install
+        )
+        self.deploy_model(name, version, input_type, image, labels, num_replicas, batch_size)
+
+    def deploy_model(
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        labels: list[str] | None = None,
+        num_replicas: int = 1,
+        batch_size: int = -1,
+    ) -> None:
+        """Start the replicas first, then register the version, which makes it current (as Clipper)."""
+        self._require_connection()
+        version = str(version)
+        validate_versioned_model_name(name, version)
+        self.cm.deploy_model(
+            name=name, version=version, input_type=input_type, image=image, num_replicas=num_replicas
+        )
+        self.register_model(name, version, input_type, image=image, labels=labels, batch_size=batch_size)
+        logger.info("Done deploying model %s:%s.", name, version)
+
+    def register_model(
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str | None = None,
+        labels: list[str] | None = None,
+        batch_size: int = -1,
+    ) -> None:
+        """Record a model version (no containers are started); it becomes the current version."""
+        body = {
+            "model_name": name,
+            "model_version": str(version),
+            "labels": labels if labels is not None else [],
+            "input_type": input_type,
+            "container_name": image if image is not None else NO_CONTAINER,
+            "model_data_path": "DEPRECATED",
+            "batch_size": batch_size,
+        }
+        self._admin("add_model", body)
+        logger.info("Successfully registered model %s:%s", name, version)
+
+    def get_current_model_version(self, name: str) -> str:
+        """The version queries of `name` go to."""
+        for m in self.get_all_models(verbose=True):
+            if m["model_name"] == name and m["is_current_version"]:
+                return str(m["model_version"])
+        raise ClipperException(f"No versions of model {name} registered with Clipper")
+
+    def set_model_version(self, name: str, version: str, num_replicas: int | None = None) -> None:
+        """Make `version` current (roll forward or back), optionally resizing its replica set."""
+        version = str(version)
+        self._admin("set_model_version", {"model_name": name, "model_version": version})
+        logger.info("Successfully set model %s to version %s", name, version)
+        if num_replicas is not None:
+            self.set_num_replicas(name, num_replicas, version)
+
+    def get_all_models(self, verbose: bool = False) -> list[Any]:
+        """`name:version` strings, or model descriptions when `verbose`."""
+        return list(self._admin_json("get_all_models", {"verbose": verbose}))
+
+    def get_model_info(self, name: str, version: str) -> dict[str, Any] | None:
+        """The model version's description, or None if it does not exist."""
+        info = self._admin_json("get_model", {"model_name": name, "model_version": str(version)})
+        return info or None
+
+    # -- replicas --------------------------------------------------------------------------------------
+
+    def get_num_replicas(self, name: str, version: str | None = None) -> int:
+        """How many replicas of the version (default: current) the manager runs."""
+        self._require_connection()
+        version = self.get_current_model_version(name) if version is None else str(version)
+        return self.cm.get_num_replicas(name, version)
+
+    def set_num_replicas(self, name: str, num_replicas: int, version: str | None = None) -> None:
+        """Start or stop replicas of the version (default: current) until `num_replicas` run."""
+        self._require_connection()
+        version = self.get_current_model_version(name) if version is None else str(version)
+        model = self.get_model_info(name, version)
+        if model is None:
+            raise ClipperException(f"Cannot add container for non-registered model {name}:{version}")
+        if model["container_name"] == NO_CONTAINER:
+            raise ClipperException(f"Cannot resize the replica set for containerless model {name}:{version}")
+        self.cm.set_num_replicas(name, version, model["input_type"], model["container_name"], num_replicas)
+
+    def get_all_model_replicas(self, verbose: bool = False) -> list[Any]:
+        """`name:version:replica_id` strings of connected replicas, or their descriptions."""
+        return list(self._admin_json("get_all_containers", {"verbose": verbose}))
+
+    def get_model_replica_info(self, name: str, version: str, replica_id: int) -> dict[str, Any] | None:
+        """One connected replica's description, or None."""
+        body = {"model_name": name, "model_version": str(version), "replica_id": replica_id}
+        info = self._admin_json("get_container", body)
+        return info or None
+
+    def wait_for_model(
+        self, name: str, version: str | None = None, num_replicas: int = 1, timeout_s: float = 60.0
+    ) -> None:
+        """Block until `num_replicas` replicas of the version have connected to a query frontend."""
+        version = self.get_current_model_version(name) if version is None else str(version)
+        deadline = time.monotonic() + timeout_s
+        check_processes = getattr(self.cm, "check_model_replicas", None)
+        while True:
+            if check_processes is not None:
+                check_processes(name, version)
+            prefix = f"{name}:{version}:"
+            if sum(r.startswith(prefix) for r in self.get_all_model_replicas()) >= num_replicas:
+                return
+            if time.monotonic() > deadline:
+                raise ClipperException(
+                    f"Model {name}:{version} has fewer than {num_replicas} connected replicas after "
+                    f"{timeout_s:.0f} s; see the replica logs (get_clipper_logs)"
+                )
+            time.sleep(0.1)
+
+    # -- stopping models -------------------------------------------------------------------------------
+
+    def _versions(self, model_names: list[str] | None, only_inactive: bool = False) -> dict[str, list[str]]:
+        """`{name: [versions]}` of the registered models (all when `model_names` is None)."""
+        found: dict[str, list[str]] = {}
+        for m in self.get_all_models(verbose=True):
+            if model_names is not None and m["model_name"] not in model_names:
+                continue
+            if only_inactive and m["is_current_version"]:
+                continue
+            found.setdefault(m["model_name"], []).append(m["model_version"])
+        return found
+
+    def _unregister_versioned_models(self, model_versions: dict[str, list[str]]) -> None:
+        for name, versions in model_versions.items():
+            for version in versions:
+                self._admin("delete_versioned_model", {"model_name": name, "model_version": version})
+                logger.info("Model %s:%s was successfully deleted", name, version)
+
+    def stop_models(self, model_names: list[str]) -> None:
+        """Stop the replicas of every version of these models and unregister the versions."""
+        self._require_connection()
+        versions = self._versions(model_names)
+        self.cm.stop_models(versions)
+        self._unregister_versioned_models(versions)
+
+    def stop_versioned_models(self, model_versions_dict: dict[str, list[str]]) -> None:
+        """Stop and unregister the given versions, current ones included."""
+        self._require_connection()
+        self.cm.stop_models(model_versions_dict)
+        self._unregister_versioned_models(model_versions_dict)
+
+    def stop_inactive_model_versions(self, model_names: list[str]) -> None:
+        """Stop and unregister every version of these models except the current one."""
+        self._require_connection()
+        versions = self._versions(model_names, only_inactive=True)
+        self.cm.stop_models(versions)
+        self._unregister_versioned_models(versions)
+
+    def stop_all_model_containers(self) -> None:
+        """Stop every model replica of the cluster and unregister every model version."""
+        self._require_connection()
+        versions = self._versions(None)
+        self.cm.stop_all_model_containers()
+        self._unregister_versioned_models(versions)

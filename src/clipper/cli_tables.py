@@ -1,0 +1,72 @@
+"""What the `clipper` command shows: rich tables of processes, apps, models and replicas, and addresses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from clipper.admin.connection import ClipperConnection
+from clipper.admin.managers.local import LocalContainerManager
+from clipper.admin.managers.process import ProcessRecord, is_alive
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def processes_table(cluster: str, records: list[ProcessRecord]) -> Table:
+    """One row per recorded process of the cluster, running or exited."""
+    table = _table(f"Processes of cluster {cluster}", "role", "pid", "state", "ports", "log")
+    for r in records:
+        alive = is_alive(r)
+        ports = ", ".join(f"{k} {v}" for k, v in r.ports.items())
+        table.add_row(r.role, str(r.pid), "[green]running" if alive else "[red]exited", ports, r.log_path)
+    return table
+
+
+def apps_table(conn: ClipperConnection) -> Table:
+    table = _table("Applications", "name", "input type", "SLO (µs)", "default output", "linked model")
+    for a in conn.get_all_apps(verbose=True):
+        linked = ", ".join(a["linked_models"])
+        table.add_row(a["name"], a["input_type"], str(a["latency_slo_micros"]), a["default_output"], linked)
+    return table
+
+
+def models_table(conn: ClipperConnection, manager: Any) -> Table:
+    """Registered model versions, with the replica count `manager` runs of each."""
+    table = _table("Models", "name", "version", "input type", "current", "replicas", "labels", "source")
+    for m in conn.get_all_models(verbose=True):
+        count = manager.get_num_replicas(m["model_name"], m["model_version"])
+        table.add_row(
+            m["model_name"],
+            m["model_version"],
+            m["input_type"],
+            "yes" if m["is_current_version"] else "",
+            str(count),
+            ", ".join(label for label in m["labels"] if label),
+            m["container_name"],
+        )
+    return table
+
+
+def containers_table(conn: ClipperConnection) -> Table:
+    table = _table("Connected replicas", "model", "version", "replica id", "input type")
+    for c in conn.get_all_model_replicas(verbose=True):
+        table.add_row(c["model_name"], c["model_version"], str(c["model_replica_id"]), c["input_type"])
+    return table
+
+
+def addresses(manager: LocalContainerManager) -> str:
+    """Where the cluster serves predictions, management and metrics, and where its state lives."""
+    return "\n".join(
+        [
+            f"  predictions: http://{manager.get_query_addr()}/<app>/predict",
+            f"  management:  http://{manager.get_admin_addr()}/admin/",
+            f"  metrics:     http://{manager.get_metric_addr()}/metrics",
+            f"  state:       {manager.state_dir}",
+        ]
+    )
