@@ -58,6 +58,9 @@ def test_bad_input_is_a_400_naming_the_problem(cluster: QueryCluster):
     assert response.status_code == 400
     assert response.json()["error"] == "Json error"
     assert "input expected type Array" in response.json()["cause"]
+    response = cluster.post("a", {"input": [1.0, True]})
+    assert response.status_code == 400
+    assert "Boolean" in response.json()["cause"]
 
 
 def test_a_model_that_raises_answers_with_the_error_and_keeps_serving(cluster: QueryCluster):
