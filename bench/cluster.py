@@ -5,17 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import requests
 
 from clipper.admin.connection import ClipperConnection
-from clipper.admin.exceptions import ClipperException
 from clipper.admin.managers.local import LocalContainerManager
-from clipper.admin.managers.process import ProcessRecord, free_port
+from clipper.admin.managers.process import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +41,6 @@ class BenchCluster:
             state_dir=state_dir,
         )
         self.conn = ClipperConnection(self.cm)
-        self.extra: list[tuple[str, subprocess.Popen[bytes]]] = []  # (role-like label, process)
 
     def start(self) -> None:
         """Start with the prediction cache off, so every query reaches a container."""
@@ -67,7 +63,6 @@ class BenchCluster:
     def pids(self) -> dict[str, int]:
         """Role -> pid of every live process (redis, management, query-<n>, model-<m>-1-<n>, ...)."""
         out = {r.role: r.pid for r in self.cm.live_records()}
-        out |= {label: p.pid for label, p in self.extra if p.poll() is None}
         return out
 
     def metrics(self) -> dict[tuple[str, str], float]:
@@ -80,57 +75,13 @@ class BenchCluster:
                 out[(m.group(1), m.group(2))] = float(m.group(3))
         return out
 
-    def add_frontend(self, model: str) -> str:
-        """A second query frontend on the same HTTP port (SO_REUSEPORT), with `model` served through it.
-
-        Uses the manager's set_num_frontends when it exists, else starts the process by hand; if the
-        model's container does not connect to the new frontend by itself, one more replica dials it.
-        """
-        setter = getattr(self.cm, "set_num_frontends", None)
-        if setter is not None:
-            setter(2)
-            rpc_port = max(self.cm.frontends(), key=lambda r: r.role).ports["rpc"]
-            how = "second frontend started by LocalContainerManager.set_num_frontends(2)"
-        else:
-            rpc_port = self._spawn("clipper.frontends.query", self._query_record().env, "CLIPPER_RPC_PORT")
-            how = "second frontend started by hand (python -m clipper.frontends.query, same HTTP port)"
-        try:
-            self.conn.wait_for_model(model, "1", num_replicas=2, timeout_s=15)
-            return f"{how}; the existing container connected to both frontends"
-        except ClipperException:
-            pass
-        replica = next(r for r in self.cm.live_records() if r.model_name == model)
-        self._spawn("clipper.runtime", replica.env | {"CLIPPER_PORT": str(rpc_port)}, None)
-        self.conn.wait_for_model(model, "1", num_replicas=2, timeout_s=30)
-        return f"{how}; the container did not connect to it, so one more replica dials the new frontend"
-
-    def _query_record(self) -> ProcessRecord:
-        return next(r for r in self.cm.live_records() if r.role.startswith("query"))
-
-    def _spawn(self, module: str, clipper_env: dict[str, str], rpc_var: str | None) -> int:
-        """Start `python -m module` with the given CLIPPER_ variables (and a fresh RPC port in `rpc_var`)."""
-        rpc_port = _fresh_port({p for r in self.cm.live_records() for p in r.ports.values()})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPPER_")} | clipper_env
-        if rpc_var:
-            env[rpc_var] = str(rpc_port)
-        model = clipper_env.get("CLIPPER_MODEL_NAME")
-        label = f"model-{model}-1-x{len(self.extra)}" if model else f"query-x{len(self.extra)}"
-        with open(self.cm.state_dir / f"{label}.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=log, stderr=log)
-        self.extra.append((label, proc))
-        return rpc_port
+    def set_frontends(self, count: int, model: str) -> None:
+        """Run `count` query frontends on the query port; wait until `model`'s container joined each."""
+        self.cm.set_num_frontends(count)
+        self.conn.wait_for_model(model, "1", num_replicas=count, timeout_s=30)
 
     def stop(self) -> None:
-        """Stop everything this cluster started, extra processes first."""
-        for _, p in self.extra:
-            if p.poll() is None:
-                p.terminate()
-        for _, p in self.extra:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        """Stop every process of the cluster."""
         self.cm.stop_all(graceful=True)
 
 

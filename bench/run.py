@@ -216,12 +216,11 @@ class Runner:
         conns = [64, 256]
         pts = self.ours("noop", "noop", conns, "ours-noop@1fe")
         assert self.cluster is not None
-        note = self.cluster.add_frontend("noop")
+        self.cluster.set_frontends(2, "noop")
+        note = "second frontend started by set_num_frontends(2); the running container joined it"
         print(f"  {note}", flush=True)
-        self.cluster.conn.wait_for_model("noop", "1", num_replicas=2)
-        pts += self.series(
-            "ours-noop@2fe", f"{self.cluster.query_url}/noop/predict", "noop", self.pids("noop"), conns
-        )
+        pts += self.ours("noop", "noop", conns, "ours-noop@2fe")
+        self.cluster.set_frontends(1, "noop")
         lines = []
         for c in conns:
             one, two = (
