@@ -2,11 +2,14 @@
 
 granian-hello: granian RSGI embedded in uvloop (the fastest Python HTTP server we found), constant answer.
 uvicorn-hello: uvicorn (httptools if installed, uvloop) with a raw ASGI app, constant answer.
+granian-read-await: granian RSGI that reads the body and awaits one future before answering (the floor
+    of any frontend that forwards a query and waits for its answer).
 granian-parse784: granian RSGI that parses the 784-float JSON body with orjson, then answers a constant.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
@@ -15,12 +18,24 @@ import orjson
 HOST = "127.0.0.1"
 BODY = b'{"query_id":0,"output":0,"default":false}'
 HEADERS = [("content-type", "application/json")]
-KINDS = ("granian-hello", "uvicorn-hello", "granian-parse784")
+KINDS = ("granian-hello", "granian-read-await", "uvicorn-hello", "granian-parse784")
 
 
 async def rsgi_hello(scope: Any, proto: Any) -> None:
     """Answers every request with a constant body."""
     proto.response_bytes(200, HEADERS, BODY)
+
+
+async def rsgi_read_await(scope: Any, proto: Any) -> None:
+    """The least any serving frontend does: read the body, wait once for an answer made elsewhere, reply.
+
+    The answer is a future resolved on the next loop iteration, so this measures the cost of the two
+    suspensions (body, answer) that our path has and the hello world has not.
+    """
+    await proto()
+    answer = asyncio.get_running_loop().create_future()
+    answer.get_loop().call_soon(answer.set_result, BODY)
+    proto.response_bytes(200, HEADERS, await answer)
 
 
 async def rsgi_parse784(scope: Any, proto: Any) -> None:
@@ -69,6 +84,8 @@ def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     if kind == "granian-hello":
         serve_granian(rsgi_hello, port)
+    elif kind == "granian-read-await":
+        serve_granian(rsgi_read_await, port)
     elif kind == "granian-parse784":
         serve_granian(rsgi_parse784, port)
     elif kind == "uvicorn-hello":

@@ -31,18 +31,21 @@ def suite_tables(points: Sequence[Point]) -> str:
     """Noop and dense784 tables: ours against the bare servers, one row per connection count."""
     conns = sorted({p.connections for p in points})
     ours, gr, uv = by(points, "ours-noop"), by(points, "granian-hello"), by(points, "uvicorn-hello")
+    ra = by(points, "granian-read-await")
     dense, parse = by(points, "ours-dense784"), by(points, "granian-parse784")
     lines = [
-        "**(a) noop model** — req/s | p50 ms | p99 ms",
+        "**(a) noop model** — req/s | p50 ms | p99 ms (read-await: granian reading the body and awaiting "
+        "one future, the floor of any forwarding frontend)",
         "",
-        "| conns | ours req/s | p50 | p99 | granian req/s | p50 | p99 | uvicorn req/s | p50 | p99 "
-        "| ours/granian | ours/uvicorn |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| conns | ours req/s | p50 | p99 | granian req/s | p50 | p99 | read-await req/s | p50 | p99 "
+        "| uvicorn req/s | p50 | p99 | ours/granian | ours/read-await | ours/uvicorn |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in conns:
         lines.append(
-            f"| {c} | {_lat(ours.get(c))} | {_lat(gr.get(c))} | {_lat(uv.get(c))} "
-            f"| {_ratio(ours.get(c), gr.get(c))} | {_ratio(ours.get(c), uv.get(c))} |"
+            f"| {c} | {_lat(ours.get(c))} | {_lat(gr.get(c))} | {_lat(ra.get(c))} | {_lat(uv.get(c))} "
+            f"| {_ratio(ours.get(c), gr.get(c))} | {_ratio(ours.get(c), ra.get(c))} "
+            f"| {_ratio(ours.get(c), uv.get(c))} |"
         )
     lines += [
         "",
@@ -114,6 +117,12 @@ def targets(points: Sequence[Point], rss_total: float | None) -> list[str]:
             f"noop @64: {r:,.0f} req/s = {r / best:.0%} of fastest bare ({best:,.0f}); "
             "need >=50% and >=20,000",
         )
+        floor = by(points, "granian-read-await").get(64)
+        if floor:
+            out.append(
+                f"info  noop @64 = {r / floor.rps:.0%} of granian reading the body and awaiting one future "
+                f"({floor.rps:,.0f} req/s), the floor of any frontend that forwards and waits"
+            )
     if 64 in dense and 64 in parse:
         r, b = dense[64].rps, parse[64].rps
         check(
@@ -149,7 +158,8 @@ def plot(points: Sequence[Point], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    order = ["ours-noop", "granian-hello", "uvicorn-hello", "ours-dense784", "granian-parse784"]
+    order = ["ours-noop", "granian-hello", "granian-read-await", "uvicorn-hello"]
+    order += ["ours-dense784", "granian-parse784"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for target in order:
         series = by(points, target)

@@ -170,6 +170,7 @@ class Runner:
     def suite(self) -> str:
         print("\n== suite: bare baselines, then our cluster ==", flush=True)
         self.baseline("granian-hello", "noop")
+        self.baseline("granian-read-await", "noop")
         self.baseline("uvicorn-hello", "noop")
         self.baseline("granian-parse784", "dense784")
         self.ours("noop", "noop")

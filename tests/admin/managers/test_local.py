@@ -165,8 +165,10 @@ def test_query_frontends_scale_out_and_in_and_containers_follow(tmp_path: Path) 
 def test_steady_load_while_frontends_scale_and_one_is_killed(tmp_path: Path) -> None:
     """Every query is answered while frontends go 1 -> 3 -> 1 and one is SIGKILLed; no container restarts.
 
-    The client opens a connection per request and retries once on a connection error, as a client behind
-    any load balancer does: that is how a query in flight on the killed frontend gets its answer.
+    The client opens a connection per request and retries on a connection error, as a client behind any
+    load balancer does: that is how a query in flight on the killed frontend gets its answer. (A connection
+    still in the accept queue of a frontend that closes its listener is reset by the kernel unless
+    net.ipv4.tcp_migrate_req=1; with two frontends stopping at once a query may meet two resets.)
     """
     import threading
 
@@ -183,12 +185,12 @@ def test_steady_load_while_frontends_scale_and_one_is_killed(tmp_path: Path) -> 
         i = 0
         while not stop.is_set():
             i += 1
-            for attempt in range(2):
+            for attempt in range(3):
                 try:
                     reply = requests.post(url, json={"input": [float(i), 1.0]}, timeout=30).json()
                 except requests.ConnectionError as e:
                     retries.append(str(e))
-                    if attempt == 1:
+                    if attempt == 2:
                         outcomes.append("lost")
                     continue
                 outcomes.append("default" if reply["default"] else str(reply["output"] == float(i) + 1.0))
