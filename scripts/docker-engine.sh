@@ -30,8 +30,9 @@ if ! pgrep -x dockerd >/dev/null 2>&1; then
     rm -f /run/containerd/containerd.sock /run/containerd/containerd.sock.ttrpc
   fi
   echo "docker-engine: starting dockerd (log: $LOG)"
-  nohup dockerd --bridge=none --iptables=false --ip6tables=false \
-    --default-address-pool base=198.18.0.0/16,size=24 >>"$LOG" 2>&1 &
+  # Its own session, so that the engine outlives the shell (and process group) that started it.
+  setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false \
+    --default-address-pool base=198.18.0.0/16,size=24 >>"$LOG" 2>&1 < /dev/null &
   started=$!
 fi
 
