@@ -254,3 +254,26 @@ def test_user_defined_bridge_network(
     conn.stop_all()
     assert leftovers(docker_client, manager.cluster_name) == []
     docker_client.images.remove(f"{manager.cluster_name}-ordinal:1", force=True)
+
+
+def test_clipper_0_4_quickstart_runs_unchanged_but_for_host_networking(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str
+) -> None:
+    """Clipper 0.4's README flow through the `clipper_admin` import paths, on the Docker manager."""
+    from clipper_admin import ClipperConnection as Clipper04Connection
+    from clipper_admin.deployers import python as python_deployer
+
+    manager = make_manager()  # host networking is the default here; Clipper 0.4 refused it
+    clipper_conn = Clipper04Connection(manager)
+    clipper_conn.start_clipper()
+
+    def feature_sum(xs):  # type: ignore[no-untyped-def]
+        return [str(sum(x)) for x in xs]
+
+    python_deployer.create_endpoint(clipper_conn, "simple-example", "doubles", feature_sum)
+    url = f"http://{clipper_conn.get_query_addr()}/simple-example/predict"
+    answer = predict_until(url, {"input": [1.1, 2.2, 3.3]}, lambda a: a.get("default") is False, timeout_s=90)
+    assert abs(float(answer["output"]) - 6.6) < 1e-9, answer
+    clipper_conn.stop_all()
+    assert leftovers(docker_client, manager.cluster_name) == []
+    docker_client.images.remove(f"{manager.cluster_name}-simple-example:1", force=True)

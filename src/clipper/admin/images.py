@@ -45,7 +45,10 @@ def runtime_image() -> str:
 
 
 def is_clipper_role_image(image: str) -> bool:
-    """True for Clipper 0.4's per-role image names (`clipper/query_frontend:0.4.1`, ...)."""
+    """True for Clipper 0.4's per-role image names (`clipper/query_frontend:0.4.1`, ...) and for the
+    deployers' `base_image="default"`."""
+    if image == "default":
+        return True
     repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
     return any(repository.endswith(role) for role in CLIPPER_ROLE_IMAGES)
 
