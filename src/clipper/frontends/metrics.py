@@ -5,10 +5,12 @@ Names follow Prometheus conventions; the Clipper name each one replaces is in it
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -21,23 +23,6 @@ class QueryMetrics:
     def __init__(self, registry: CollectorRegistry, frontend_id: str) -> None:
         self.registry = registry
         labels = {"frontend": frontend_id}
-        self._app_latency = Histogram(
-            "clipper_app_prediction_latency_seconds",
-            "End-to-end latency of predict requests (Clipper: app:<app>:prediction_latency)",
-            ["app"], buckets=_LATENCY_BUCKETS_S, registry=registry,
-        )  # fmt: skip
-        self._app_predictions = Counter(
-            "clipper_app_predictions", "Queries answered (Clipper: app:<app>:num_predictions)", ["app"],
-            registry=registry,
-        )  # fmt: skip
-        self._app_defaults = Counter(
-            "clipper_app_default_predictions", "Queries answered with the default output", ["app"],
-            registry=registry,
-        )  # fmt: skip
-        self._rejected = Counter(
-            "clipper_app_rejected_requests", "Requests refused with 503 because a queue was full", ["app"],
-            registry=registry,
-        )  # fmt: skip
         self._batch_size = Histogram(
             "clipper_model_batch_size", "Queries per batch sent (Clipper: model:<m>:<v>:batch_size)",
             ["model", "version"], buckets=_BATCH_BUCKETS, registry=registry,
@@ -63,19 +48,10 @@ class QueryMetrics:
         )  # fmt: skip
         self._info = Gauge("clipper_frontend_info", "This frontend's id", ["frontend"], registry=registry)
         self._info.labels(**labels).set(1)
-        self._apps: dict[str, tuple[Histogram, Counter, Counter]] = {}
+        self._apps: dict[str, AppStats] = {}
+        registry.register(_AppCollector(self._apps))
         self._models: dict[tuple[str, str], tuple[Histogram, Histogram, Counter]] = {}
         self._cache_children: dict[tuple[str, str, bool], Counter] = {}
-
-    def _app(self, app: str) -> tuple[Histogram, Counter, Counter]:
-        found = self._apps.get(app)
-        if found is None:
-            found = self._apps[app] = (
-                self._app_latency.labels(app),
-                self._app_predictions.labels(app),
-                self._app_defaults.labels(app),
-            )
-        return found
 
     def _model(self, model: str, version: str) -> tuple[Histogram, Histogram, Counter]:
         key = (model, version)
@@ -88,12 +64,18 @@ class QueryMetrics:
             )
         return found
 
+    def _app(self, app: str) -> AppStats:
+        stats = self._apps.get(app)
+        if stats is None:
+            stats = self._apps[app] = AppStats()
+        return stats
+
     def request_done(self, app: str, latency_s: float, n_queries: int, n_default: int) -> None:
-        latency, predictions, defaults = self._app(app)
-        latency.observe(latency_s)
-        predictions.inc(n_queries)
-        if n_default:
-            defaults.inc(n_default)
+        stats = self._apps.get(app) or self._app(app)
+        stats.buckets[bisect_left(_LATENCY_BUCKETS_S, latency_s)] += 1
+        stats.latency_sum_s += latency_s
+        stats.queries += n_queries
+        stats.defaults += n_default
 
     def batch_done(self, model: str, version: str, size: int, latency_s: float, failed: bool) -> None:
         batch, latency, predictions = self._model(model, version)
@@ -112,11 +94,57 @@ class QueryMetrics:
         child.inc()
 
     def rejected(self, app: str) -> None:
-        self._rejected.labels(app).inc()
+        self._app(app).rejected += 1
 
     def watch_queues(self, lengths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
         """Report queue lengths when scraped, so the query path never touches a gauge."""
         self.registry.register(_QueueCollector(lengths))
+
+
+class AppStats:
+    """Per-app numbers of the query path: plain ints (no lock; the loop's thread is the only writer)."""
+
+    __slots__ = ("buckets", "defaults", "latency_sum_s", "queries", "rejected")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(_LATENCY_BUCKETS_S) + 1)
+        self.latency_sum_s = 0.0
+        self.queries = 0
+        self.defaults = 0
+        self.rejected = 0
+
+
+class _AppCollector(Collector):
+    """Exports AppStats when scraped: the request path pays an increment, not prometheus_client's locks."""
+
+    def __init__(self, apps: dict[str, AppStats]) -> None:
+        self._apps = apps
+
+    def collect(self) -> Iterable[Metric]:
+        latency = HistogramMetricFamily(
+            "clipper_app_prediction_latency_seconds",
+            "End-to-end latency of predict requests (Clipper: app:<app>:prediction_latency)",
+            labels=["app"],
+        )
+        queries = CounterMetricFamily(
+            "clipper_app_predictions", "Queries answered (Clipper: app:<app>:num_predictions)", labels=["app"]
+        )
+        defaults = CounterMetricFamily(
+            "clipper_app_default_predictions", "Queries answered with the default output", labels=["app"]
+        )
+        rejected = CounterMetricFamily(
+            "clipper_app_rejected_requests",
+            "Requests refused with 503 because a queue was full",
+            labels=["app"],
+        )
+        for app, stats in list(self._apps.items()):
+            cumulative = list(accumulate(stats.buckets))
+            bounds = [*(str(b) for b in _LATENCY_BUCKETS_S), "+Inf"]
+            latency.add_metric([app], list(zip(bounds, cumulative, strict=True)), stats.latency_sum_s)
+            queries.add_metric([app], stats.queries)
+            defaults.add_metric([app], stats.defaults)
+            rejected.add_metric([app], stats.rejected)
+        yield from (latency, queries, defaults, rejected)
 
 
 class _QueueCollector(Collector):

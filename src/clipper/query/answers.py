@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -29,7 +31,7 @@ Answer = bytes | DefaultAnswer
 class PendingRequest:
     """One client request's queries, answered together: when all are in, or when the SLO timer fires."""
 
-    __slots__ = ("answers", "default_output", "done", "first_query_id", "remaining", "timer")
+    __slots__ = ("answers", "default_output", "done", "first_query_id", "remaining")
 
     def __init__(
         self, n: int, default_output: bytes, first_query_id: int, loop: asyncio.AbstractEventLoop
@@ -39,7 +41,6 @@ class PendingRequest:
         self.default_output = default_output
         self.first_query_id = first_query_id
         self.done: asyncio.Future[None] = loop.create_future()
-        self.timer: asyncio.TimerHandle | None = None
         if n == 0:
             self.done.set_result(None)
 
@@ -51,8 +52,6 @@ class PendingRequest:
         self.remaining -= 1
         if self.remaining == 0 and not self.done.done():
             self.done.set_result(None)
-            if self.timer is not None:
-                self.timer.cancel()
 
     def expire(self) -> None:
         """The SLO passed: every unanswered slot gets the default output."""
@@ -62,6 +61,46 @@ class PendingRequest:
         self.remaining = 0
         if not self.done.done():
             self.done.set_result(None)
+
+
+class SloTimers:
+    """Expires requests at their deadlines with one loop timer per SLO value, not one per request.
+
+    Requests with the same SLO arrive in deadline order, so each SLO's requests form a FIFO whose head
+    holds the next deadline; answered requests leave from the head as it passes them.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Callable[[], int]) -> None:
+        self._loop = loop
+        self._clock = clock
+        self._fifos: dict[int, deque[tuple[int, PendingRequest]]] = {}
+        self._armed: set[int] = set()
+
+    def add(self, slo_ns: int, deadline_ns: int, request: PendingRequest) -> None:
+        fifo = self._fifos.get(slo_ns)
+        if fifo is None:
+            fifo = self._fifos[slo_ns] = deque()
+        while fifo and fifo[0][1].done.done():
+            fifo.popleft()
+        fifo.append((deadline_ns, request))
+        if slo_ns not in self._armed:
+            self._arm(slo_ns, deadline_ns)
+
+    def _arm(self, slo_ns: int, deadline_ns: int) -> None:
+        self._armed.add(slo_ns)
+        delay_s = max(0.0, (deadline_ns - self._clock()) / 1e9)
+        self._loop.call_later(delay_s, self._fire, slo_ns)
+
+    def _fire(self, slo_ns: int) -> None:
+        self._armed.discard(slo_ns)
+        fifo = self._fifos[slo_ns]
+        now = self._clock()
+        while fifo and (fifo[0][0] <= now or fifo[0][1].done.done()):
+            _, request = fifo.popleft()
+            if not request.done.done():
+                request.expire()
+        if fifo:
+            self._arm(slo_ns, fifo[0][0])
 
 
 def embed_json(output: bytes) -> bytes:

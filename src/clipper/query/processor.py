@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from clipper.errors import InvalidInput, Overloaded, UnknownApp, UnknownVersion
-from clipper.query.answers import NO_MODEL_ANSWER, OVERLOAD_ANSWER, SLO_ANSWER, DefaultAnswer, PendingRequest
+from clipper.query.answers import (
+    NO_MODEL_ANSWER,
+    OVERLOAD_ANSWER,
+    SLO_ANSWER,
+    DefaultAnswer,
+    PendingRequest,
+    SloTimers,
+)
 from clipper.query.batching import AimdBatchSizer, DeadlineQueue
 from clipper.query.cache import PredictionCache
 from clipper.rpc import codec
@@ -131,11 +138,16 @@ class QueryProcessor(RpcListener):
         self._msg_ids = itertools.count()
         self._next_query_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: SloTimers | None = None
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         """Remember the loop once: asyncio.get_running_loop() costs a getpid() call on every use."""
         self._loop = asyncio.get_running_loop()
         return self._loop
+
+    def _bind_timers(self) -> SloTimers:
+        self._timers = SloTimers(self._loop or self._bind_loop(), self._clock)
+        return self._timers
 
     # --- configuration (called by the config follower) --------------------------------------
 
@@ -241,7 +253,7 @@ class QueryProcessor(RpcListener):
             if cache.enabled:
                 state.pending[data] = query
         if request.remaining:
-            request.timer = loop.call_later(route.slo_ns / 1e9, request.expire)
+            (self._timers or self._bind_timers()).add(route.slo_ns, deadline, request)
             self._wake(state)
         return request
 
