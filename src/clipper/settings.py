@@ -58,9 +58,6 @@ class ContainerSettings(BaseSettings):
     port: int = Field(default=7000, ge=1, le=65535)
     input_type: str = "doubles"
     model_path: str = "/model"
-    redis_url: str | None = Field(
-        default=None, description="If set, the container also dials every live query frontend found here."
-    )
     heartbeat_interval_ms: int = Field(default=1000, gt=0)
     frontend_timeout_ms: int = Field(default=30_000, gt=0)
     busy_poll_us: int = Field(

@@ -377,7 +377,6 @@ class DockerContainerManager(ContainerManager):
             "CLIPPER_PORT": str(rpc_port),
             "CLIPPER_INPUT_TYPE": input_type,
             "CLIPPER_MODEL_PATH": "/model",
-            "CLIPPER_REDIS_URL": self.redis_url,
         }
         new = [
             self._run(
