@@ -52,9 +52,8 @@ def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, int]:
                 % (qid, default_json, orjson.dumps(answer.explanation))
             )
         else:
-            parts.append(
-                b'{"query_id":%d,"output":%b,"default":false}' % (qid, embed_json(answer or b"null"))
-            )
+            output = embed_json(answer or b"")  # every slot is set once the request is done
+            parts.append(b'{"query_id":%d,"output":%b,"default":false}' % (qid, output))
     if batch:
         return b'{"batch_predictions":[%b]}' % b",".join(parts), defaults
     return parts[0], defaults
