@@ -204,9 +204,19 @@ class Runner:
             ratios.append(pair[0].rps / pair[1].rps)
             pts += pair
         ratio = statistics.median(ratios)
+        # CPU of the whole machine per answered query: what batching saves, whatever caps throughput.
+        cpu_us = {
+            name: statistics.median(
+                p.cpu_s["machine"] / (p.rps * p.duration_s) * 1e6 for p in pts if p.target == name
+            )
+            for name in ("ours-dense784@adaptive", "ours-dense784@b1")
+        }
         verdict = (
             f"{'PASS' if ratio >= 2 else 'MISS'}  adaptive / batch size 1 = {ratio:.2f}x (median of "
-            f"{', '.join(f'{r:.2f}' for r in ratios)}); issue 4 needs >= 2x"
+            f"{', '.join(f'{r:.2f}' for r in ratios)}); issue 4 needs >= 2x\n"
+            f"info  machine CPU per query: adaptive {cpu_us['ours-dense784@adaptive']:.0f} us, batch size 1 "
+            f"{cpu_us['ours-dense784@b1']:.0f} us "
+            f"({cpu_us['ours-dense784@b1'] / cpu_us['ours-dense784@adaptive']:.2f}x less with batching)"
         )
         print(verdict, flush=True)
         table = report.simple_table(pts)

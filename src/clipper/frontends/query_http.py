@@ -18,12 +18,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from clipper.errors import ClipperError, InvalidInput, Overloaded, UnknownApp, UnknownVersion
 from clipper.frontends.metrics import QueryMetrics
 from clipper.query.answers import DefaultAnswer, PendingRequest, embed_json
+from clipper.query.fastjson import parse_doubles
 from clipper.query.inputs import parse_request
 from clipper.query.processor import QueryProcessor
+from clipper.types import InputType
 
 logger = logging.getLogger(__name__)
 
 JSON_HEADERS = [("content-type", "application/json")]
+Response = tuple[int, list[tuple[str, str]], bytes]
 
 # The query edge's one error table: domain error -> (status, Clipper's `error` name).
 HTTP_ERRORS: dict[type[ClipperError], tuple[int, str]] = {
@@ -103,38 +106,47 @@ class QueryApp:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout_s)
 
-    async def predict(self, app_name: str, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def submit(self, app_name: str, raw: bytes) -> tuple[PendingRequest, bool]:
+        """Parse and submit one predict body: the pending request and whether it is a batch."""
+        route = self.processor.route(app_name)
+        parsed = parse_doubles(raw) if route.input_type is InputType.DOUBLES else None
+        if parsed is not None:
+            inputs, batch, version = parsed
+            return self.processor.submit(route, inputs, version), batch
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise InvalidInput(f"Error parsing JSON: {e}") from e
+        # Both `true` and `false` contain an "e", and one memchr over the body is far cheaper than a
+        # check per element; a body with an "e" elsewhere (exponents, "version") just takes the check.
+        may_hold_bools = b"e" in raw
+        inputs, batch, version = parse_request(body, route.input_type, may_hold_bools)
+        return self.processor.submit(route, inputs, version), batch
+
+    def error_response(self, app_name: str, error: ClipperError) -> Response:
+        """Clipper's `{"error", "cause"}` body with the status this edge gives the error's class."""
+        status, name = next(
+            (v for cls, v in HTTP_ERRORS.items() if isinstance(error, cls)), (500, "Internal error")
+        )
+        if isinstance(error, Overloaded):
+            self.metrics.rejected(app_name)
+            return status, [*JSON_HEADERS, ("retry-after", "1")], error_body(name, str(error))
+        return status, JSON_HEADERS, error_body(name, str(error))
+
+    async def predict(self, app_name: str, raw: bytes) -> Response:
         """Answer one predict request; domain errors become Clipper-shaped JSON errors."""
+        start = time.perf_counter()
+        try:
+            request, batch = self.submit(app_name, raw)
+        except ClipperError as e:
+            return self.error_response(app_name, e)
         self.in_flight += 1
         try:
-            return await self._predict(app_name, raw)
+            await request.done
         finally:
             self.in_flight -= 1
             if not self.in_flight:
                 self._idle.set()
-
-    async def _predict(self, app_name: str, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        start = time.perf_counter()
-        try:
-            route = self.processor.route(app_name)
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                raise InvalidInput(f"Error parsing JSON: {e}") from e
-            # Both `true` and `false` contain an "e", and one memchr over the body is far cheaper than a
-            # check per element; a body with an "e" elsewhere (exponents, "version") just takes the check.
-            may_hold_bools = b"e" in raw
-            inputs, batch, version = parse_request(body, route.input_type, may_hold_bools)
-            request = self.processor.submit(route, inputs, version)
-        except ClipperError as e:
-            status, name = next(
-                (v for cls, v in HTTP_ERRORS.items() if isinstance(e, cls)), (500, "Internal error")
-            )
-            if isinstance(e, Overloaded):
-                self.metrics.rejected(app_name)
-                return status, [*JSON_HEADERS, ("retry-after", "1")], error_body(name, str(e))
-            return status, JSON_HEADERS, error_body(name, str(e))
-        await request.done
         out, defaults = render_answers(request, batch)
-        self.metrics.request_done(app_name, time.perf_counter() - start, len(inputs), defaults)
+        self.metrics.request_done(app_name, time.perf_counter() - start, len(request.answers), defaults)
         return 200, JSON_HEADERS, out

@@ -1,0 +1,36 @@
+"""A fast path for `doubles` predict bodies: simdjson parses the numbers straight into float64 buffers.
+
+orjson plus `array('d')` builds and frees one Python float per number (~22 us for 784 numbers); simdjson's
+`as_buffer` skips the objects (~10 us). Anything else (strings, booleans, nested arrays, bad JSON, a
+non-string version) returns None, and `inputs.parse_request` handles the body with its precise errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import simdjson
+
+
+def parse_doubles(raw: bytes) -> tuple[list[bytes], bool, str | None] | None:
+    """(inputs, is_batch, version) of a well-formed numeric body, or None to take the general path."""
+    try:
+        doc: Any = simdjson.Parser().parse(raw)
+        version = doc.get("version")
+        if version is not None and not isinstance(version, str):
+            return None
+        single = doc.get("input")
+        if single is not None:
+            inputs, batch = [_float64s(single)], False
+        else:
+            inputs, batch = [_float64s(item) for item in doc["input_batch"]], True
+    except (ValueError, TypeError, AttributeError, KeyError, RuntimeError):
+        return None
+    # as_buffer flattens nested arrays, so count them: one "[" per array we read, or the general path.
+    nested = raw.count(b"[") != len(inputs) + 1 if batch else raw.find(b"[", raw.find(b"[") + 1) >= 0
+    return None if nested else (inputs, batch, version)
+
+
+def _float64s(array: Any) -> bytes:
+    """A JSON array of numbers as little-endian float64 bytes."""
+    return memoryview(array.as_buffer(of_type="d")).tobytes()
