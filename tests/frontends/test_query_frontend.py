@@ -73,6 +73,19 @@ def test_a_model_that_raises_answers_with_the_error_and_keeps_serving(cluster: Q
         assert "this model always fails" in reply["default_explanation"]
 
 
+def test_outputs_are_embedded_as_clipper_embeds_them(cluster: QueryCluster):
+    """An output that parses as JSON is embedded as JSON; anything else, the empty string too, as a string."""
+    cluster.model("m", input_type="strings")
+    cluster.container("m", "echo_strings", input_type="strings")
+    cluster.model("e")
+    cluster.container("e", "empty")
+    cluster.app("echo", "strings", "m")
+    cluster.app("nothing", model="e")
+    assert cluster.post("echo", {"input": "[1, 2]"}).json()["output"] == [1, 2]
+    assert cluster.post("echo", {"input": "cat"}).json()["output"] == "cat"
+    assert cluster.post("nothing", {"input": [1.0]}).json()["output"] == ""
+
+
 def test_a_model_returning_the_wrong_number_of_outputs_is_an_error(cluster: QueryCluster):
     cluster.model("bad")
     cluster.container("bad", "wrong_count")
