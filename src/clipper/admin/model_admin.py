@@ -42,14 +42,9 @@ class ModelAdmin(ManagementApi):
         """Build (and push) a model image; only managers with an image builder (Docker) can."""
         version = str(version)
         validate_versioned_model_name(name, version)
-        builder = getattr(self.cm, "build_model", None)
-        if builder is None:
-            raise ClipperException(
-                f"{type(self.cm).__name__} cannot build images: building a model image needs "
-                "DockerContainerManager. With LocalContainerManager, pass the model directory as `image` "
-                "to deploy_model, or use clipper.admin.deployers.python.deploy_python_closure."
-            )
-        return str(builder(name, version, model_data_path, base_image, container_registry, pkgs_to_install))
+        return self.cm.build_model(
+            name, version, model_data_path, base_image, container_registry, pkgs_to_install
+        )
 
     def build_and_deploy_model(
         self,
@@ -172,10 +167,8 @@ class ModelAdmin(ManagementApi):
         """Block until `num_replicas` replicas of the version have connected to a query frontend."""
         version = self.get_current_model_version(name) if version is None else str(version)
         deadline = time.monotonic() + timeout_s
-        check_processes = getattr(self.cm, "check_model_replicas", None)
         while True:
-            if check_processes is not None:
-                check_processes(name, version)
+            self.cm.check_model_replicas(name, version)
             prefix = f"{name}:{version}:"
             if sum(r.startswith(prefix) for r in self.get_all_model_replicas()) >= num_replicas:
                 return

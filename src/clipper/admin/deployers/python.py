@@ -57,10 +57,9 @@ def deploy_python_closure(
     """Save `func`, start its replicas and register the version (which makes it current), as Clipper."""
     version = str(version)
     validate_versioned_model_name(name, version)
-    model_directory = getattr(clipper_conn.cm, "model_directory", None)
-    if model_directory is not None:
+    path = clipper_conn.cm.model_directory(name, version)
+    if path is not None:
         check_local_packages(pkgs_to_install)
-        path = Path(model_directory(name, version))
         save_closure(func, path)
         clipper_conn.deploy_model(name, version, input_type, str(path), labels, num_replicas, batch_size)
     else:

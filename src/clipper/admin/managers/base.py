@@ -7,6 +7,9 @@ Method names and arguments are Clipper 0.4's (reference §7.3) so a Clipper user
 from __future__ import annotations
 
 import abc
+from pathlib import Path
+
+from clipper.admin.exceptions import ClipperException
 
 # Ports inside a cluster, as Clipper fixes them.
 CLIPPER_INTERNAL_QUERY_PORT = 1337
@@ -94,6 +97,30 @@ class ContainerManager(abc.ABC):
     @abc.abstractmethod
     def stop_all(self, graceful: bool = True) -> None:
         """Stop everything this cluster runs (a Redis the user gave is left alone)."""
+
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: list[str] | None = None,
+    ) -> str:
+        """Build (and push) the image `[<registry>/]<cluster>-<name>:<version>`; return its name."""
+        raise ClipperException(
+            f"{type(self).__name__} cannot build images: building a model image needs "
+            "DockerContainerManager. With LocalContainerManager, pass the model directory as `image` "
+            "to deploy_model, or use clipper.admin.deployers.python.deploy_python_closure."
+        )
+
+    def model_directory(self, name: str, version: str) -> Path | None:
+        """A directory replicas can load a model version from directly, or None: the model needs an image."""
+        return None
+
+    def check_model_replicas(self, name: str, version: str) -> None:
+        """Raise a ClusterError if the version's replicas have all died (managers that can tell)."""
+        return None
 
     def get_num_frontends(self) -> int:
         """How many query frontends run (managers that cannot scale them run one)."""
