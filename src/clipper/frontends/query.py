@@ -87,6 +87,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         None,
         recorder,
         metrics,
+        asyncio.get_running_loop(),
         cache_size_bytes=settings.cache_size_bytes,
         queue_max_entries=settings.queue_max_entries,
         max_batch_size=settings.max_batch_size_entries,

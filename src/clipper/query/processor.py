@@ -114,6 +114,7 @@ class QueryProcessor(RpcListener):
         transport: Transport | None,
         recorder: ReplicaRecorder,
         metrics: MetricsSink,
+        loop: asyncio.AbstractEventLoop,
         *,
         cache_size_bytes: int,
         queue_max_entries: int,
@@ -121,6 +122,7 @@ class QueryProcessor(RpcListener):
         batch_wait_ms: float = 0.0,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
+        """`loop` is the one the query path runs on (held: asyncio.get_running_loop() costs a getpid())."""
         self.transport = transport
         self._recorder = recorder
         self._metrics = metrics
@@ -137,17 +139,8 @@ class QueryProcessor(RpcListener):
         self._in_flight: dict[int, InFlight] = {}
         self._msg_ids = itertools.count()
         self._next_query_id = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timers: SloTimers | None = None
-
-    def _bind_loop(self) -> asyncio.AbstractEventLoop:
-        """Remember the loop once: asyncio.get_running_loop() costs a getpid() call on every use."""
-        self._loop = asyncio.get_running_loop()
-        return self._loop
-
-    def _bind_timers(self) -> SloTimers:
-        self._timers = SloTimers(self._loop or self._bind_loop(), self._clock)
-        return self._timers
+        self._loop = loop
+        self._timers = SloTimers(loop, clock)
 
     # --- configuration (called by the config follower) --------------------------------------
 
@@ -209,10 +202,9 @@ class QueryProcessor(RpcListener):
 
     def submit(self, route: AppRoute, inputs: list[bytes], version: str | None = None) -> PendingRequest:
         """Start answering `inputs` for an app; the request completes by its deadline at the latest."""
-        loop = self._loop or self._bind_loop()
         first_id = self._next_query_id  # Clipper's query_id: one per input, counted per frontend
         self._next_query_id += len(inputs)
-        request = PendingRequest(len(inputs), route.default_output, first_id, loop)
+        request = PendingRequest(len(inputs), route.default_output, first_id, self._loop)
         model = route.model
         if version is not None:
             if model is None:
@@ -253,7 +245,7 @@ class QueryProcessor(RpcListener):
             if cache.enabled:
                 state.pending[data] = query
         if request.remaining:
-            (self._timers or self._bind_timers()).add(route.slo_ns, deadline, request)
+            self._timers.add(route.slo_ns, deadline, request)
             self._wake(state)
         return request
 
@@ -264,7 +256,7 @@ class QueryProcessor(RpcListener):
         """
         if state.wake is not None:
             return
-        loop = self._loop or self._bind_loop()
+        loop = self._loop
         if self._batch_wait_s and len(state.queue) < state.sizer.limit:
             state.wake = loop.call_later(self._batch_wait_s, self._woken, state)
         else:
