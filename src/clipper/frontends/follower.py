@@ -51,9 +51,10 @@ class ConfigFollower:
 
     async def reload_all(self) -> None:
         store = self._store
-        for model in await store.list_models():
+        models = await store.list_models()
+        for model in models:
             self._processor.set_model(model.model_name, model.model_version, model.batch_size)
-        for name in {m.model_name for m in await store.list_models()}:
+        for name in {m.model_name for m in models}:
             self._processor.set_current_version(name, await store.get_current_version(name))
         for app in await store.list_app_names():
             await self._reload_app(app)
