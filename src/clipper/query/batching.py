@@ -58,9 +58,6 @@ class DeadlineQueue(Generic[T]):
         """Re-queue an item that was already accepted (a retry): never refused for size."""
         heapq.heappush(self._heap, (deadline_ns, -next(self._seq), item))
 
-    def earliest_deadline_ns(self) -> int | None:
-        return self._heap[0][0] if self._heap else None
-
     def take(self, limit: int, horizon_ns: int, expired: Callable[[T], None]) -> list[T]:
         """Up to `limit` items with the earliest deadlines after `horizon_ns`; those before it expire."""
         heap = self._heap

@@ -143,10 +143,6 @@ class RpcServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._frontends: list[str] = []
 
-    @property
-    def replicas(self) -> list[Replica]:
-        return list(self._replicas.values())
-
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: Peer(self), self.host, self.port, reuse_address=True)
