@@ -101,8 +101,11 @@ class Parser:
         self._greeted = False
         self._frames: list[bytes] = []
 
-    def feed(self, data: bytes) -> Iterator[Command | list[bytes]]:
-        """Yield each complete command and message in `data` (plus what earlier calls left over)."""
+    def feed(self, data: bytes | memoryview) -> Iterator[Command | list[bytes]]:
+        """Yield each complete command and message in `data` (plus what earlier calls left over).
+
+        `data` is copied before the first yield, so the caller may reuse its buffer afterwards.
+        """
         buf = self._buf
         buf += data
         pos = 0

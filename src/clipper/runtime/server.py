@@ -27,6 +27,7 @@ _MAX_REMEMBERED_ERRORS = 256
 _CONNECT_TIMEOUT_S = 1.0
 _HANDSHAKE_TIMEOUT_S = 5.0
 _SEND_TIMEOUT_S = 30.0
+_RECV_BYTES = 256 * 1024
 _HELLO = zmtp.greeting(as_server=False) + zmtp.ready(b"DEALER")
 
 
@@ -38,6 +39,9 @@ class _Link:
         self.seed = seed
         self.sock: socket.socket | None = None
         self.parser = zmtp.Parser()
+        # One receive buffer per link: recv(n) would allocate (and, past glibc's mmap threshold, map and
+        # unmap) n bytes per call, which cost ~8% of the container's CPU at batch size 1.
+        self.rbuf = memoryview(bytearray(_RECV_BYTES))
         self.last_heard_ns = self.last_sent_ns = time.monotonic_ns()
         self.heard = False
         self.frontends: list[str] = []  # the live frontends, as this one last told us
@@ -217,17 +221,17 @@ class ModelContainer:
     def _drain(self, link: _Link) -> None:
         assert link.sock is not None
         try:
-            data = link.sock.recv(1 << 20)
+            n = link.sock.recv_into(link.rbuf)
         except OSError:
-            data = b""
-        if not data:
+            n = 0
+        if not n:
             logger.info("frontend %s closed the connection", link.address)
             link.close()
             return
         link.heard = True
         link.last_heard_ns = time.monotonic_ns()
         try:
-            for item in link.parser.feed(data):
+            for item in link.parser.feed(link.rbuf[:n]):
                 if self._stopping.is_set():
                     return
                 if isinstance(item, zmtp.Command):
