@@ -29,6 +29,7 @@ class QueryFrontendSettings(BaseSettings):
     queue_max_entries: int = Field(default=10_000, gt=0, description="Per model version; past it, 503.")
     batch_wait_ms: float = Field(default=0.0, ge=0, description="Wait for more queries before a batch.")
     max_batch_size_entries: int = Field(default=1024, gt=0, description="Cap of the adaptive batch size.")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Larger predict bodies get 413.")
     heartbeat_interval_ms: int = Field(default=1000, gt=0)
     container_timeout_ms: int = Field(default=30_000, gt=0, description="Idle container is dropped after.")
     frontend_ttl_ms: int = Field(default=5_000, gt=0, description="Registry entry lifetime without refresh.")

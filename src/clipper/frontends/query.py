@@ -1,7 +1,7 @@
 """Composition root of a query frontend: `python -m clipper.frontends.query`.
 
 Start order: config store -> processor -> config follower (subscribe, then snapshot) -> RPC server ->
-frontend registry heartbeat -> HTTP. Stop order drains: stop accepting, answer what is held, then leave.
+HTTP -> frontend registry heartbeat. Stop order drains: stop accepting, answer what is held, then leave.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import signal
 
 import redis.exceptions
 import uvloop
-from granian.constants import Interfaces
-from granian.server.embed import Server
 from prometheus_client import CollectorRegistry
 
 from clipper.config.store import ConfigStore
 from clipper.frontends.follower import ConfigFollower
+from clipper.frontends.http1 import HttpServer
 from clipper.frontends.metrics import QueryMetrics
 from clipper.frontends.query_http import QueryApp
 from clipper.query.processor import QueryProcessor
@@ -104,22 +103,19 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
     metrics.watch_queues(processor.queue_lengths)
     follower = ConfigFollower(store, processor, rpc.set_frontends)
     app = QueryApp(processor, metrics, fid)
-    server = Server(
-        app, address=settings.http_host, port=settings.http_port, interface=Interfaces.RSGI,
-        log_enabled=False, backlog=2048,
-    )  # fmt: skip
+    http = HttpServer(app, settings.http_host, settings.http_port, max_body_bytes=settings.max_body_bytes)
     await store.remove_frontend_containers(fid)
     await follower.start()
     await rpc.start()
+    await http.start()
     me = Frontend(
         frontend_id=fid,
         rpc_address=f"{settings.rpc_host}:{rpc.port}",
-        http_address=f"{settings.http_host}:{settings.http_port}",
+        http_address=f"{settings.http_host}:{http.port}",
     )
     registry_task = asyncio.create_task(_heartbeat_registry(store, me, settings.frontend_ttl_ms))
-    http_task = asyncio.create_task(server.serve())
     app.ready = True
-    logger.info("Query frontend %s serving HTTP on %s:%d", fid, settings.http_host, settings.http_port)
+    logger.info("Query frontend %s serving HTTP on %s:%d", fid, settings.http_host, http.port)
     try:
         await stop.wait()
     finally:
@@ -131,9 +127,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
             await store.deregister_frontend(fid)
         rpc.set_frontends([f.rpc_address for f in await store.list_frontends()], leaving=True)
         await app.drained(settings.drain_timeout_ms / 1000)
-        server.stop()  # type: ignore[no-untyped-call]
-        with contextlib.suppress(asyncio.CancelledError):
-            await http_task
+        await http.close()
         processor.shutdown()
         await rpc.stop()
         with contextlib.suppress(redis.exceptions.RedisError):

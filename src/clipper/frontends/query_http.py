@@ -1,4 +1,4 @@
-"""The query frontend's HTTP edge (RSGI): POST /<app>/predict, GET /metrics, GET /health.
+"""The query frontend's HTTP edge: POST /<app>/predict, GET /metrics, GET /health.
 
 It parses, calls the QueryProcessor and formats Clipper's response JSON; nothing else. Bytes are written
 by hand because this is the hottest code in the system and a framework costs more than it gives here.
@@ -10,23 +10,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clipper.errors import ClipperError, InvalidInput, Overloaded, UnknownApp, UnknownVersion
+from clipper.frontends.http1 import Respond, Response
 from clipper.frontends.metrics import QueryMetrics
 from clipper.query.answers import DefaultAnswer, PendingRequest, embed_json
 from clipper.query.fastjson import parse_doubles
 from clipper.query.inputs import parse_request
-from clipper.query.processor import QueryProcessor
+from clipper.query.processor import AppRoute, QueryProcessor
 from clipper.types import InputType
 
 logger = logging.getLogger(__name__)
 
 JSON_HEADERS = [("content-type", "application/json")]
-Response = tuple[int, list[tuple[str, str]], bytes]
 
 # The query edge's one error table: domain error -> (status, Clipper's `error` name).
 HTTP_ERRORS: dict[type[ClipperError], tuple[int, str]] = {
@@ -63,7 +62,7 @@ def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, int]:
 
 
 class QueryApp:
-    """RSGI application of one query frontend."""
+    """The HTTP application of one query frontend, served by `http1.HttpServer`."""
 
     def __init__(self, processor: QueryProcessor, metrics: QueryMetrics, frontend_id: str) -> None:
         self.processor = processor
@@ -74,30 +73,24 @@ class QueryApp:
         self.in_flight = 0
         self._idle = asyncio.Event()
 
-    async def __call__(self, scope: Any, proto: Any) -> None:
-        path: str = scope.path
-        method: str = scope.method
+    def handle(self, method: str, path: str, body: bytes, respond: Respond) -> None:
+        """Route one request (the `HttpApp` of `http1.HttpServer`); `respond` is called once."""
         parts = path.strip("/").split("/")
         if method == "POST" and len(parts) == 2 and parts[1] == "predict":
-            status, headers, body = await self.predict(parts[0], await proto())
+            self.predict(parts[0], body, respond)
         elif method == "GET" and path == "/metrics":
-            status, headers, body = (
-                200,
-                [("content-type", CONTENT_TYPE_LATEST)],
-                generate_latest(self.metrics.registry),
-            )
+            respond((200, [("content-type", CONTENT_TYPE_LATEST)], generate_latest(self.metrics.registry)))
         elif method == "GET" and path == "/health":
             ok = self.ready and not self.draining
-            status, headers = (200 if ok else 503), JSON_HEADERS
-            body = orjson.dumps({"status": "ok" if ok else "draining" if self.draining else "starting",
-                                 "frontend_id": self.frontend_id})  # fmt: skip
+            state = "ok" if ok else "draining" if self.draining else "starting"
+            body = orjson.dumps({"status": state, "frontend_id": self.frontend_id})
+            respond((200 if ok else 503, JSON_HEADERS, body))
         elif method == "POST" and len(parts) == 2 and parts[1] == "update":
-            status, headers = 501, JSON_HEADERS
-            body = error_body("Not implemented", "feedback (/update) is not supported yet")
+            respond(
+                (501, JSON_HEADERS, error_body("Not implemented", "feedback (/update) is not supported yet"))
+            )
         else:
-            status, headers = 404, JSON_HEADERS
-            body = error_body("Not found", f"No route for {method} {path}")
-        proto.response_bytes(status, headers, body)
+            respond((404, JSON_HEADERS, error_body("Not found", f"No route for {method} {path}")))
 
     async def drained(self, timeout_s: float) -> None:
         """Wait until every predict request in hand is answered, at most `timeout_s`."""
@@ -106,22 +99,19 @@ class QueryApp:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout_s)
 
-    def submit(self, app_name: str, raw: bytes) -> tuple[PendingRequest, bool]:
-        """Parse and submit one predict body: the pending request and whether it is a batch."""
+    def parse(self, app_name: str, raw: bytes) -> tuple[AppRoute, list[bytes], bool, str | None]:
+        """The app's route, then the body's inputs (as container bytes), whether it is a batch, version."""
         route = self.processor.route(app_name)
         parsed = parse_doubles(raw) if route.input_type is InputType.DOUBLES else None
-        if parsed is not None:
-            inputs, batch, version = parsed
-            return self.processor.submit(route, inputs, version), batch
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise InvalidInput(f"Error parsing JSON: {e}") from e
-        # Both `true` and `false` contain an "e", and one memchr over the body is far cheaper than a
-        # check per element; a body with an "e" elsewhere (exponents, "version") just takes the check.
-        may_hold_bools = b"e" in raw
-        inputs, batch, version = parse_request(body, route.input_type, may_hold_bools)
-        return self.processor.submit(route, inputs, version), batch
+        if parsed is None:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                raise InvalidInput(f"Error parsing JSON: {e}") from e
+            # Both `true` and `false` contain an "e", and one memchr over the body is far cheaper than a
+            # check per element; a body with an "e" elsewhere (exponents, "version") just takes the check.
+            parsed = parse_request(body, route.input_type, b"e" in raw)
+        return (route, *parsed)
 
     def error_response(self, app_name: str, error: ClipperError) -> Response:
         """Clipper's `{"error", "cause"}` body with the status this edge gives the error's class."""
@@ -133,20 +123,26 @@ class QueryApp:
             return status, [*JSON_HEADERS, ("retry-after", "1")], error_body(name, str(error))
         return status, JSON_HEADERS, error_body(name, str(error))
 
-    async def predict(self, app_name: str, raw: bytes) -> Response:
+    def predict(self, app_name: str, raw: bytes, respond: Respond) -> None:
         """Answer one predict request; domain errors become Clipper-shaped JSON errors."""
         start = time.perf_counter()
         try:
-            request, batch = self.submit(app_name, raw)
+            route, inputs, batch, version = self.parse(app_name, raw)
         except ClipperError as e:
-            return self.error_response(app_name, e)
-        self.in_flight += 1
-        try:
-            await request.done
-        finally:
+            respond(self.error_response(app_name, e))
+            return
+
+        def answer(request: PendingRequest) -> None:  # may run inside submit (cache hits, no model)
             self.in_flight -= 1
             if not self.in_flight:
                 self._idle.set()
-        out, defaults = render_answers(request, batch)
-        self.metrics.request_done(app_name, time.perf_counter() - start, len(request.answers), defaults)
-        return 200, JSON_HEADERS, out
+            out, defaults = render_answers(request, batch)
+            self.metrics.request_done(app_name, time.perf_counter() - start, len(request.answers), defaults)
+            respond((200, JSON_HEADERS, out))
+
+        self.in_flight += 1
+        try:
+            self.processor.submit(route, inputs, version, answer)
+        except ClipperError as e:
+            self.in_flight -= 1
+            respond(self.error_response(app_name, e))

