@@ -5,6 +5,8 @@ uvicorn-hello: uvicorn (httptools if installed, uvloop) with a raw ASGI app, con
 granian-read-await: granian RSGI that reads the body and awaits one future before answering (the floor
     of any frontend that forwards a query and waits for its answer).
 granian-parse784: granian RSGI that parses the 784-float JSON body with orjson, then answers a constant.
+http1-hello, http1-read-await, http1-parse784: the same three on the query frontend's own HTTP server
+    (`clipper.frontends.http1`, httptools on the event loop's thread): the floor of our edge.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import orjson
 HOST = "127.0.0.1"
 BODY = b'{"query_id":0,"output":0,"default":false}'
 HEADERS = [("content-type", "application/json")]
-KINDS = ("granian-hello", "granian-read-await", "uvicorn-hello", "granian-parse784")
+KINDS = (
+    "granian-hello", "granian-read-await", "uvicorn-hello", "granian-parse784",
+    "http1-hello", "http1-read-await", "http1-parse784",
+)  # fmt: skip
 
 
 async def rsgi_hello(scope: Any, proto: Any) -> None:
@@ -47,6 +52,26 @@ async def rsgi_parse784(scope: Any, proto: Any) -> None:
     proto.response_bytes(200, HEADERS, BODY)
 
 
+class Http1Baseline:
+    """The three bare behaviours above as an `http1.HttpApp`."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.loop = asyncio.get_running_loop()
+
+    def handle(self, method: str, path: str, body: bytes, respond: Any) -> None:
+        if self.kind == "http1-hello":
+            respond((200, HEADERS, BODY))
+        elif self.kind == "http1-read-await":
+            answer = self.loop.create_future()
+            self.loop.call_soon(answer.set_result, BODY)
+            answer.add_done_callback(lambda f: respond((200, HEADERS, f.result())))
+        elif len(orjson.loads(body)["input"]) != 784:
+            respond((400, HEADERS, b'{"error":"bad input"}'))
+        else:
+            respond((200, HEADERS, BODY))
+
+
 async def asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Raw ASGI constant answer (drains the request body first)."""
     if scope["type"] != "http":
@@ -69,6 +94,19 @@ def serve_granian(app: Any, port: int) -> None:
     uvloop.run(server.serve())
 
 
+def serve_http1(kind: str, port: int) -> None:
+    import uvloop
+
+    from clipper.frontends.http1 import HttpServer
+
+    async def run() -> None:
+        server = HttpServer(Http1Baseline(kind), HOST, port, max_body_bytes=1 << 26)
+        await server.start()
+        await asyncio.Event().wait()
+
+    uvloop.run(run())
+
+
 def serve_uvicorn(port: int) -> None:
     import importlib.util
 
@@ -88,6 +126,8 @@ def main() -> None:
         serve_granian(rsgi_read_await, port)
     elif kind == "granian-parse784":
         serve_granian(rsgi_parse784, port)
+    elif kind.startswith("http1-") and kind in KINDS:
+        serve_http1(kind, port)
     elif kind == "uvicorn-hello":
         serve_uvicorn(port)
     else:
