@@ -204,6 +204,19 @@ def test_past_the_queue_bound_the_frontend_answers_503_at_once(make_cluster):
     assert all(r.json()["default"] is False for r in responses if r.status_code == 200)
 
 
+def test_a_batch_larger_than_the_queue_room_is_refused_whole(make_cluster):
+    """No half-queued request: after the 503 the container has seen none of its inputs."""
+    cluster = make_cluster(CLIPPER_QUEUE_MAX_ENTRIES="2", CLIPPER_CACHE_SIZE_BYTES="0")
+    cluster.model("m")
+    cluster.container("m", "count_calls")
+    cluster.app("a", model="m")
+    refused = cluster.post("a", {"input_batch": [[1.0], [2.0], [3.0]]})
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "Overloaded" and "2 queries" in refused.json()["cause"]
+    reply = cluster.post("a", {"input": [4.0]}).json()
+    assert (reply["output"], reply["default"]) == (1, False)  # the first input the model ever saw
+
+
 def test_a_clipper_0_4_container_registers_and_serves(cluster: QueryCluster):
     """tests/rpc/clipper_container.py speaks RPC v3 as Clipper 0.4's Python container does."""
     cluster.model("legacy")
