@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from clipper.frontends.http1 import MAX_PIPELINED, HttpServer, Respond
+from clipper.frontends.http1 import MAX_PIPELINED, MAX_URL_BYTES, HttpServer, Respond
 
 LIMIT = 64  # max_body_bytes of the servers under test
 GUARD_S = 10  # only turns a hang into a failure; no test depends on it
@@ -244,6 +244,17 @@ async def test_chunked_body_over_the_limit_is_413_and_closes(connect: Connect) -
     assert reply.status == 413
     assert str(LIMIT) in reply.json()["cause"]
     assert await c.closed_by_server()
+
+
+async def test_request_target_over_the_limit_is_414_and_closes(app: App, connect: Connect) -> None:
+    """A path longer than MAX_URL_BYTES is refused with a JSON 414 before the app sees it."""
+    c = await connect()
+    c.send(get("/hold" + "a" * MAX_URL_BYTES))  # the app would hold it, never answer
+    reply = await c.reply()
+    assert reply.status == 414
+    assert str(MAX_URL_BYTES) in reply.json()["cause"]
+    assert await c.closed_by_server()
+    assert app.held.empty()
 
 
 async def test_malformed_request_is_400_after_earlier_answers_then_closes(connect: Connect) -> None:

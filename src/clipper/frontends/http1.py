@@ -27,9 +27,10 @@ Response = tuple[int, Headers, bytes]
 Respond = Callable[[Response], None]
 
 MAX_PIPELINED = 16  # unanswered requests per connection before it stops reading
+MAX_URL_BYTES = 8192  # request targets longer than this get 414
 _REASONS = {
     100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-    413: "Content Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    413: "Content Too Large", 414: "URI Too Long", 500: "Internal Server Error", 501: "Not Implemented",
     503: "Service Unavailable",
 }  # fmt: skip
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -135,7 +136,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._expect_continue = False
-        self._too_large = False
+        self._refusal: tuple[int, str, str] | None = None  # answered once the parser returns
         self._write_paused = False
         self._reading = True
         self._closing = False
@@ -166,9 +167,8 @@ class _Connection(asyncio.Protocol):
             self._fail(400, "Bad request", "protocol upgrades are not supported")
         except httptools.HttpParserError as e:
             self._fail(400, "Bad request", f"malformed HTTP/1.1 request: {e}")
-        if self._too_large:
-            limit = self.server.max_body_bytes
-            self._fail(413, "Request too large", f"the request body exceeds {limit} bytes")
+        if self._refusal is not None:
+            self._fail(*self._refusal)
 
     # --- parser callbacks ---
 
@@ -180,32 +180,39 @@ class _Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > MAX_URL_BYTES:
+            self._refusal = (414, "URI too long", f"the request target exceeds {MAX_URL_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) == 6 and name.lower() == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
         elif len(name) == 14 and name.lower() == b"content-length":
             if value.isdigit() and int(value) > self.server.max_body_bytes:
-                self._too_large = True
+                self._refuse_body()
 
     def on_headers_complete(self) -> None:
         # An interim answer may only go out while no earlier answer is owed on this connection; a
         # client that gets none sends the body after its own short wait.
-        if self._expect_continue and not self._too_large and not self._queue and self._transport:
+        if self._expect_continue and self._refusal is None and not self._queue and self._transport:
             self._transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
         if self._body_bytes > self.server.max_body_bytes:
-            self._too_large = True
-        elif not self._too_large:
+            self._refuse_body()
+        elif self._refusal is None:
             self._body.append(body)
+
+    def _refuse_body(self) -> None:
+        limit = self.server.max_body_bytes
+        self._refusal = (413, "Request too large", f"the request body exceeds {limit} bytes")
+        self._body = []
 
     def on_message_complete(self) -> None:
         parser = self._parser
         # httptools completes an Upgrade or CONNECT request before it raises HttpParserUpgrade; the
         # raise answers it with a 400, so the app never sees it.
-        if self._too_large or self._closing or parser.should_upgrade():
+        if self._refusal is not None or self._closing or parser.should_upgrade():
             return
         method = parser.get_method().decode("latin-1")
         http10 = parser.get_http_version() == "1.0"
@@ -261,7 +268,7 @@ class _Connection(asyncio.Protocol):
         """Answer a request that cannot be framed or read, after the answers already owed, then close."""
         if self._closing or self._transport is None:
             return
-        self._too_large = False
+        self._refusal = None
         self._closing = True  # read nothing more; close once this answer is out
         exchange = _Exchange(self, False, False, False)
         self._queue.append(exchange)
