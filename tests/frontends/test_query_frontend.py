@@ -9,6 +9,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from tests.frontends.conftest import TESTS_DIR, QueryCluster, wait_until
 
@@ -50,6 +51,18 @@ def test_unknown_app_is_a_json_404(cluster: QueryCluster):
     response = cluster.post("nope", {"input": [1.0]})
     assert response.status_code == 404
     assert "nope" in response.json()["cause"]
+
+
+def test_health_answers_get_and_head_and_other_routes_are_json_errors(cluster: QueryCluster):
+    health = requests.get(f"{cluster.url}/health", timeout=5)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    head = requests.head(f"{cluster.url}/health", timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(health.content)
+    update = requests.post(f"{cluster.url}/a/update", json={}, timeout=5)
+    assert update.status_code == 501 and update.json()["error"] == "Not implemented"
+    missing = requests.get(f"{cluster.url}/a/b/c", timeout=5)
+    assert missing.status_code == 404 and missing.json()["cause"] == "No route for GET /a/b/c"
 
 
 def test_bad_input_is_a_400_naming_the_problem(cluster: QueryCluster):

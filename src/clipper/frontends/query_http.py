@@ -78,7 +78,10 @@ class QueryApp:
         parts = path.strip("/").split("/")
         if method == "POST" and len(parts) == 2 and parts[1] == "predict":
             self.predict(parts[0], body, respond)
-        elif method == "GET" and path == "/metrics":
+            return
+        if method == "HEAD":  # answered as GET; the server sends the headers only
+            method = "GET"
+        if method == "GET" and path == "/metrics":
             respond((200, [("content-type", CONTENT_TYPE_LATEST)], generate_latest(self.metrics.registry)))
         elif method == "GET" and path == "/health":
             ok = self.ready and not self.draining
