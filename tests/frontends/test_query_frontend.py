@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import signal
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -228,6 +229,21 @@ def test_a_batch_larger_than_the_queue_room_is_refused_whole(make_cluster):
     assert refused.json()["error"] == "Overloaded" and "2 queries" in refused.json()["cause"]
     reply = cluster.post("a", {"input": [4.0]}).json()
     assert (reply["output"], reply["default"]) == (1, False)  # the first input the model ever saw
+
+
+def test_a_client_that_leaves_before_its_answer_does_not_disturb_the_model(cluster: QueryCluster):
+    """The answer for a closed connection is dropped; the container link and other clients carry on."""
+    cluster.model("m")
+    cluster.container("m", "slow", TEST_SLOW_S="0.3")
+    cluster.app("a", model="m", slo_micros=20_000_000)
+    before = cluster.replicas("m", "1")
+    host, port = cluster.url.removeprefix("http://").split(":")
+    body = b'{"input": [1.0]}'
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /a/predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+    reply = cluster.post("a", {"input": [2.0]}, 20).json()
+    assert reply["default"] is False
+    assert cluster.replicas("m", "1") == before
 
 
 def test_a_clipper_0_4_container_registers_and_serves(cluster: QueryCluster):

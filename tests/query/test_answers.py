@@ -69,3 +69,15 @@ def test_outputs_that_parse_as_json_are_embedded_as_json():
     assert embed_json(b"[1,2]") == b"[1,2]"
     assert embed_json(b"cat") == b'"cat"'
     assert embed_json(b"{'a': 1}") == b"\"{'a': 1}\""
+
+
+def test_an_error_in_answering_one_request_is_logged_not_raised(caplog):
+    """on_done runs inside the processor's loops; a failing one must not stop the others."""
+
+    def broken(request: PendingRequest) -> None:
+        raise RuntimeError("client gone")
+
+    request = PendingRequest(1, b"-1", 7, broken)
+    request.resolve(0, b"1")
+    assert request.finished
+    assert "Answering query 7 failed" in caplog.text

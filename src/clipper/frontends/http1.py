@@ -233,7 +233,7 @@ class _Connection(asyncio.Protocol):
     def flush(self) -> None:
         """Write every answer that is ready and owed next; close after one that ends the connection."""
         queue, transport = self._queue, self._transport
-        if transport is None:
+        if transport is None or transport.is_closing():  # the client left; its answers have nowhere to go
             return
         while queue and queue[0].out is not None:
             exchange = queue.popleft()

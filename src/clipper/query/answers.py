@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
+
+logger = logging.getLogger(__name__)
 
 NO_MODEL = "No connected models found for query"
 SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
@@ -50,7 +53,7 @@ class PendingRequest:
         self.first_query_id = first_query_id
         self.on_done = on_done
         if n == 0:
-            on_done(self)
+            self._complete()
 
     @property
     def finished(self) -> bool:
@@ -63,7 +66,7 @@ class PendingRequest:
         self.answers[index] = answer
         self.remaining -= 1
         if self.remaining == 0:
-            self.on_done(self)
+            self._complete()
 
     def expire(self) -> None:
         """The SLO passed: every unanswered slot gets the default output."""
@@ -73,7 +76,15 @@ class PendingRequest:
             if answer is None:
                 self.answers[i] = SLO_ANSWER
         self.remaining = 0
-        self.on_done(self)
+        self._complete()
+
+    def _complete(self) -> None:
+        # on_done runs inside the processor's loops (a batch's answers, a timer's expiries): an error in
+        # answering one client must not leave the others of the batch unanswered.
+        try:
+            self.on_done(self)
+        except Exception:
+            logger.exception("Answering query %d failed", self.first_query_id)
 
 
 class SloTimers:
