@@ -2,7 +2,7 @@
 
 Why not granian: every request that granian's Rust threads hand to the Python loop and back costs two
 thread wake-ups, which dominate on small machines. Reading a body and awaiting one future measured
-~50-65k req/s on granian against ~120-135k here (2 cores, 64 connections; `bench/run.py`, baselines
+~50-65k req/s on granian against ~105-115k here (2 cores, 64 connections; `bench/run.py`, baselines
 `granian-read-await` and `http1-read-await`). What a query edge needs, and no more: keep-alive (HTTP/1.0
 and 1.1), pipelined requests answered in order, `Expect: 100-continue`, a body size limit (413), a 400 on
 bad framing, back-pressure on slow readers, and a close that lets answers in hand go out first.
