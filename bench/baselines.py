@@ -100,7 +100,7 @@ def serve_http1(kind: str, port: int) -> None:
     from clipper.frontends.http1 import HttpServer
 
     async def run() -> None:
-        server = HttpServer(Http1Baseline(kind), HOST, port, max_body_bytes=1 << 26)
+        server = HttpServer(Http1Baseline(kind), HOST, port, max_body_bytes=1 << 26, keepalive_timeout_s=75)
         await server.start()
         await asyncio.Event().wait()
 

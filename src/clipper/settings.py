@@ -30,6 +30,11 @@ class QueryFrontendSettings(BaseSettings):
     batch_wait_ms: float = Field(default=0.0, ge=0, description="Wait for more queries before a batch.")
     max_batch_size_entries: int = Field(default=1024, gt=0, description="Cap of the adaptive batch size.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Larger predict bodies get 413.")
+    keepalive_timeout_s: float = Field(
+        default=75.0,
+        gt=0,
+        description="Idle client connections close after; keep it above any load balancer's.",
+    )
     heartbeat_interval_ms: int = Field(default=1000, gt=0)
     container_timeout_ms: int = Field(default=30_000, gt=0, description="Idle container is dropped after.")
     frontend_ttl_ms: int = Field(default=5_000, gt=0, description="Registry entry lifetime without refresh.")

@@ -103,7 +103,7 @@ def app() -> App:
 
 @pytest.fixture
 async def server(app: App) -> AsyncIterator[HttpServer]:
-    s = HttpServer(app, "127.0.0.1", 0, max_body_bytes=LIMIT)
+    s = HttpServer(app, "127.0.0.1", 0, max_body_bytes=LIMIT, keepalive_timeout_s=60)
     await s.start()
     yield s
     await s.close()
@@ -320,13 +320,32 @@ async def test_close_drops_idle_connections_and_finishes_pending_answers(
         await closing
 
 
+async def test_idle_keep_alive_connections_close_after_the_timeout(app: App) -> None:
+    """A connection with nothing owed closes after keepalive_timeout_s; one waiting for its answer stays."""
+    server = HttpServer(app, "127.0.0.1", 0, max_body_bytes=LIMIT, keepalive_timeout_s=0.2)
+    await server.start()
+    try:
+        idle = Client(*await asyncio.open_connection("127.0.0.1", server.port))
+        busy = Client(*await asyncio.open_connection("127.0.0.1", server.port))
+        idle.send(get("/ok"))
+        assert (await idle.reply()).status == 200
+        busy.send(get("/hold"))
+        _, respond = await app.next_held()
+        assert await idle.closed_by_server()  # by now `busy` too is past the timeout, but owed an answer
+        respond((200, [], b"late"))
+        assert (await busy.reply()).body == b"late"
+        assert await busy.closed_by_server()  # idle in its turn once answered
+    finally:
+        await server.close()
+
+
 async def test_port_zero_is_resolved_and_the_port_can_be_shared(server: HttpServer, connect: Connect) -> None:
     """start() stores the kernel's port; a second server binds it too (SO_REUSEPORT) and takes over."""
     assert server.port > 0
     first = await connect()
     first.send(get("/who"))
     assert (await first.reply()).headers["x-server"] == "a"
-    other = HttpServer(App("b"), "127.0.0.1", server.port, max_body_bytes=LIMIT)
+    other = HttpServer(App("b"), "127.0.0.1", server.port, max_body_bytes=LIMIT, keepalive_timeout_s=60)
     await other.start()
     try:
         assert other.port == server.port

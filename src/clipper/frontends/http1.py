@@ -5,7 +5,8 @@ thread wake-ups, which dominate on small machines. Reading a body and awaiting o
 ~50-65k req/s on granian against ~105-115k here (2 cores, 64 connections; `bench/run.py`, baselines
 `granian-read-await` and `http1-read-await`). What a query edge needs, and no more: keep-alive (HTTP/1.0
 and 1.1), pipelined requests answered in order, `Expect: 100-continue`, a body size limit (413), a 400 on
-bad framing, back-pressure on slow readers, and a close that lets answers in hand go out first.
+bad framing, back-pressure on slow readers, an idle timeout for keep-alive connections, and a close that lets
+answers in hand go out first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import collections
 import email.utils
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -48,11 +50,14 @@ class HttpApp(Protocol):
 class HttpServer:
     """Listens on host:port (SO_REUSEPORT, so several frontends can share the port) and serves `app`."""
 
-    def __init__(self, app: HttpApp, host: str, port: int, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: HttpApp, host: str, port: int, *, max_body_bytes: int, keepalive_timeout_s: float
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
+        self.keepalive_timeout_s = keepalive_timeout_s
         self.date = b""
         self._connections: set[_Connection] = set()
         self._listener: asyncio.Server | None = None
@@ -91,9 +96,16 @@ class HttpServer:
         return out
 
     def _tick(self) -> None:
-        """Refresh the Date header once a second instead of formatting it per response."""
+        """Refresh the Date header (not formatted per response) and close keep-alive connections left idle.
+
+        One sweep a second (more often for short timeouts) costs the query path nothing per request.
+        """
         self.date = b"date: %b\r\n" % email.utils.formatdate(usegmt=True).encode()
-        self._clock = asyncio.get_running_loop().call_later(1.0, self._tick)
+        idle_before = time.monotonic() - self.keepalive_timeout_s
+        for conn in [c for c in self._connections if c.idle_since is not None and c.idle_since < idle_before]:
+            conn.close_when_idle()
+        period = min(1.0, self.keepalive_timeout_s / 2)
+        self._clock = asyncio.get_running_loop().call_later(period, self._tick)
 
     def track(self, conn: _Connection, open_: bool) -> None:
         if open_:
@@ -140,6 +152,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._reading = True
         self._closing = False
+        self.idle_since: float | None = time.monotonic()  # None while a request is read or answered
 
     # --- transport events ---
 
@@ -173,6 +186,7 @@ class _Connection(asyncio.Protocol):
     # --- parser callbacks ---
 
     def on_message_begin(self) -> None:
+        self.idle_since = None
         self._url = b""
         self._body = []
         self._body_bytes = 0
@@ -244,7 +258,10 @@ class _Connection(asyncio.Protocol):
                 queue.clear()
         if self._closing and not queue:
             transport.close()
-        elif not self._reading:
+            return
+        if not queue:
+            self.idle_since = time.monotonic()
+        if not self._reading:
             self._update_reading()
 
     def close_when_idle(self) -> None:

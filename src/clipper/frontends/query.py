@@ -103,7 +103,13 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
     metrics.watch_queues(processor.queue_lengths)
     follower = ConfigFollower(store, processor, rpc.set_frontends)
     app = QueryApp(processor, metrics, fid)
-    http = HttpServer(app, settings.http_host, settings.http_port, max_body_bytes=settings.max_body_bytes)
+    http = HttpServer(
+        app,
+        settings.http_host,
+        settings.http_port,
+        max_body_bytes=settings.max_body_bytes,
+        keepalive_timeout_s=settings.keepalive_timeout_s,
+    )
     await store.remove_frontend_containers(fid)
     await follower.start()
     await rpc.start()
