@@ -322,15 +322,15 @@ async def test_close_drops_idle_connections_and_finishes_pending_answers(
 
 async def test_idle_keep_alive_connections_close_after_the_timeout(app: App) -> None:
     """A connection with nothing owed closes after keepalive_timeout_s; one waiting for its answer stays."""
-    server = HttpServer(app, "127.0.0.1", 0, max_body_bytes=LIMIT, keepalive_timeout_s=0.2)
+    server = HttpServer(app, "127.0.0.1", 0, max_body_bytes=LIMIT, keepalive_timeout_s=0.3)
     await server.start()
     try:
-        idle = Client(*await asyncio.open_connection("127.0.0.1", server.port))
         busy = Client(*await asyncio.open_connection("127.0.0.1", server.port))
-        idle.send(get("/ok"))
-        assert (await idle.reply()).status == 200
         busy.send(get("/hold"))
         _, respond = await app.next_held()
+        idle = Client(*await asyncio.open_connection("127.0.0.1", server.port))
+        idle.send(get("/ok"))
+        assert (await idle.reply()).status == 200
         assert await idle.closed_by_server()  # by now `busy` too is past the timeout, but owed an answer
         respond((200, [], b"late"))
         assert (await busy.reply()).body == b"late"
