@@ -1,11 +1,13 @@
-"""The only module that knows both domain errors and HTTP: one table per edge, looked up along the MRO."""
+"""The only module that knows both domain errors and HTTP: one table per edge, looked up along the MRO.
+
+Free of web frameworks, so the query frontend (which has none) and the management API share it.
+"""
 
 from __future__ import annotations
 
 from typing import TypeVar
 
-from fastapi import Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+import orjson
 
 from clipper.errors import (
     ClipperError,
@@ -44,13 +46,6 @@ def lookup(table: dict[type[ClipperError], V], exc: ClipperError) -> V:
     raise LookupError(f"no HTTP mapping for {type(exc).__name__}")
 
 
-def json_error_response(exc: ClipperError) -> Response:
-    """Query-edge rendering: `{"error": <name>, "cause": <message>}` with the mapped status."""
-    status, name = lookup(HTTP_ERRORS, exc)
-    return JSONResponse({"error": name, "cause": exc.msg}, status_code=status)
-
-
-async def management_error_handler(_request: Request, exc: Exception) -> Response:
-    """Management-edge rendering: the message as a plain-text body, as Clipper's clients expect."""
-    assert isinstance(exc, ClipperError)
-    return PlainTextResponse(exc.msg, status_code=lookup(MANAGEMENT_ERRORS, exc))
+def error_body(error: str, cause: str) -> bytes:
+    """Clipper's JSON error body: `{"error": <name>, "cause": <message>}`."""
+    return orjson.dumps({"error": error, "cause": cause})

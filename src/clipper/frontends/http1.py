@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import httptools
-import orjson
+
+from clipper.frontends.errors import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class _Connection(asyncio.Protocol):
             self.server.app.handle(method, path, body, exchange.respond)
         except Exception:
             logger.exception("Unhandled error answering %s %s", method, path)
-            exchange.respond((500, _JSON, orjson.dumps({"error": "Internal error", "cause": "see logs"})))
+            exchange.respond((500, _JSON, error_body("Internal error", "see logs")))
 
     # --- answers ---
 
@@ -290,4 +291,4 @@ class _Connection(asyncio.Protocol):
         exchange = _Exchange(self, False, False, False)
         self._queue.append(exchange)
         self._update_reading()
-        exchange.respond((status, _JSON, orjson.dumps({"error": error, "cause": cause})))
+        exchange.respond((status, _JSON, error_body(error, cause)))

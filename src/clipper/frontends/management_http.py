@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from clipper.errors import ClipperError, InvalidInput
-from clipper.frontends.errors import management_error_handler
+from clipper.frontends.errors import MANAGEMENT_ERRORS, lookup
 from clipper.schema import (
     AddAppRequest,
     AddModelRequest,
@@ -34,6 +34,12 @@ if TYPE_CHECKING:  # at run time `management` may be `__main__`; importing it ag
     from clipper.frontends.management import Management
 
 R = TypeVar("R", bound=BaseModel)
+
+
+async def management_error_handler(_request: Request, exc: Exception) -> Response:
+    """A rejected call: the message as a plain-text body, as Clipper's clients expect."""
+    assert isinstance(exc, ClipperError)
+    return PlainTextResponse(exc.msg, status_code=lookup(MANAGEMENT_ERRORS, exc))
 
 
 async def parse_body(request: Request, model: type[R]) -> R:

@@ -14,7 +14,8 @@ import time
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from clipper.errors import ClipperError, InvalidInput, Overloaded, UnknownApp, UnknownVersion
+from clipper.errors import ClipperError, InvalidInput, Overloaded
+from clipper.frontends.errors import HTTP_ERRORS, error_body, lookup
 from clipper.frontends.http1 import Respond, Response
 from clipper.frontends.metrics import QueryMetrics
 from clipper.query.answers import DefaultAnswer, PendingRequest, embed_json
@@ -26,18 +27,6 @@ from clipper.types import InputType
 logger = logging.getLogger(__name__)
 
 JSON_HEADERS = [("content-type", "application/json")]
-
-# The query edge's one error table: domain error -> (status, Clipper's `error` name).
-HTTP_ERRORS: dict[type[ClipperError], tuple[int, str]] = {
-    InvalidInput: (400, "Json error"),
-    UnknownVersion: (400, "Query processing error"),
-    UnknownApp: (404, "Unknown application"),
-    Overloaded: (503, "Overloaded"),
-}
-
-
-def error_body(error: str, cause: str) -> bytes:
-    return orjson.dumps({"error": error, "cause": cause})
 
 
 def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, int]:
@@ -118,9 +107,7 @@ class QueryApp:
 
     def error_response(self, app_name: str, error: ClipperError) -> Response:
         """Clipper's `{"error", "cause"}` body with the status this edge gives the error's class."""
-        status, name = next(
-            (v for cls, v in HTTP_ERRORS.items() if isinstance(error, cls)), (500, "Internal error")
-        )
+        status, name = lookup(HTTP_ERRORS, error)
         if isinstance(error, Overloaded):
             self.metrics.rejected(app_name)
             return status, [*JSON_HEADERS, ("retry-after", "1")], error_body(name, str(error))
