@@ -135,8 +135,7 @@ class QueryProcessor(RpcListener):
         self.current_versions: dict[str, str] = {}
         self.model_batch_sizes: dict[tuple[str, str], int] = {}
         self.versions: dict[tuple[str, str], VersionState] = {}
-        self._busy: dict[Replica, int] = {}
-        self._in_flight: dict[int, InFlight] = {}
+        self._in_flight: dict[int, InFlight] = {}  # msg_id -> batch; one per busy replica
         self._msg_ids = itertools.count()
         self._next_query_id = 0
         self._loop = loop
@@ -285,7 +284,7 @@ class QueryProcessor(RpcListener):
             # output instead of costing model time: under overload this keeps the model on queries
             # that can still make it, where plain earliest-deadline-first would serve only late ones.
             horizon = now + int(state.latency_ns)
-            batch = queue.take(state.sizer.limit, horizon, lambda q: self._expired(state, q))
+            batch = queue.take(state.sizer.limit, horizon, lambda q: self._finish(state, q, SLO_ANSWER))
             if not batch:
                 break
             replica = state.idle.pop()
@@ -297,11 +296,7 @@ class QueryProcessor(RpcListener):
                 for q in batch:
                     queue.push_front(q.deadline_ns, q)
                 continue  # replica_removed has already dropped it
-            self._busy[replica] = msg_id
             self._in_flight[msg_id] = InFlight(state, replica, batch, now)
-
-    def _expired(self, state: VersionState, query: Query) -> None:
-        self._finish(state, query, SLO_ANSWER)
 
     def _finish(self, state: VersionState, query: Query, answer: bytes | DefaultAnswer) -> None:
         if state.pending.get(query.input) is query:
@@ -327,8 +322,8 @@ class QueryProcessor(RpcListener):
             state.replicas.remove(replica)
         if replica in state.idle:
             state.idle.remove(replica)
-        msg_id = self._busy.pop(replica, None)
-        flight = self._in_flight.pop(msg_id, None) if msg_id is not None else None
+        msg_id = next((m for m, f in self._in_flight.items() if f.replica is replica), None)
+        flight = self._in_flight.pop(msg_id) if msg_id is not None else None
         now = self._clock()
         gone = DefaultAnswer(f"Model container {replica.model_name}:{replica.model_version} disconnected")
         if flight is not None:
@@ -347,7 +342,6 @@ class QueryProcessor(RpcListener):
         flight = self._in_flight.pop(msg.msg_id, None)
         if flight is None:
             return
-        self._busy.pop(replica, None)
         state, batch = flight.state, flight.batch
         now = self._clock()
         state.sizer.observe(len(batch), all(q.deadline_ns >= now for q in batch))
@@ -361,8 +355,8 @@ class QueryProcessor(RpcListener):
         model_behind = len(state.queue) > state.sizer.limit
         if model_behind:
             self._dispatch(state)
-        failed = isinstance(msg, codec.ContainerError)
         if isinstance(msg, codec.PredictResponse) and len(msg.outputs) == len(batch):
+            failed = False
             cache = self.cache
             for query, output in zip(batch, msg.outputs, strict=True):
                 if cache.enabled:
