@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 
+from clipper.admin.managers.process import free_port
 from clipper.config.redis_server import start_redis
 
+__all__ = ["free_port", "wait_until"]
 
-def free_port() -> int:
-    """An ephemeral TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 20, what: str = "condition") -> None:
+    """Poll `condition` until it holds; fail the test with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +45,3 @@ def redis_url(redis_port: int) -> Iterator[str]:
     client.flushall()
     client.close()
     yield f"redis://127.0.0.1:{redis_port}"
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path

@@ -88,7 +88,7 @@ def test_quickstart(clipper) -> None:
     assert "Using running cluster" in again and '"output": 6.0' in again
 
 
-def test_errors_are_one_line_unless_debug(clipper, tmp_path: Path) -> None:
+def test_errors_are_one_line_unless_debug(tmp_path: Path) -> None:
     plain = CliRunner().invoke(cli, ["--state-dir", str(tmp_path), "apps"])
     assert plain.exit_code == 1 and plain.output.count("\n") <= 2 and "Traceback" not in plain.output
     debug = CliRunner().invoke(cli, ["--debug", "--state-dir", str(tmp_path), "apps"])

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
+import docker.errors
 import pytest
 import requests
 
-from clipper.admin import ClipperConnection, LocalContainerManager
+from clipper.admin import ClipperConnection, LocalContainerManager, images
+from clipper.runtime.closure import save_closure
 from tests.conftest import free_port
 
 
@@ -49,3 +53,42 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClipperConnect
         yield conn
     finally:
         manager.stop_all()
+
+
+PACKAGE = "inflection"  # small, pure Python, not a dependency of clipper
+
+
+def engine() -> docker.DockerClient:
+    """A client of the local engine; skip (or fail with CLIPPER_TEST_REQUIRE_DOCKER=1) when none answers."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as e:
+        if os.environ.get("CLIPPER_TEST_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"CLIPPER_TEST_REQUIRE_DOCKER=1 but no Docker engine answers: {e}")
+        pytest.skip(f"no Docker engine answers ({e}); run scripts/docker-engine.sh")
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    return engine()
+
+
+@pytest.fixture(scope="session")
+def runtime_image(docker_client: docker.DockerClient) -> str:
+    """The runtime image of the current source, built once per session (cached layers when unchanged)."""
+    return images.build_runtime_image(docker_client, quiet=True)
+
+
+def ordinal_model(tmp_path: Path) -> Path:
+    """A closure that needs PACKAGE, which only the model image installs."""
+
+    def predict(inputs: list[object]) -> list[str]:
+        import inflection
+
+        return [inflection.ordinalize(len(x)) for x in inputs]  # type: ignore[arg-type]
+
+    model_dir = tmp_path / "model"
+    save_closure(predict, model_dir)
+    return model_dir

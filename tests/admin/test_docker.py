@@ -11,29 +11,16 @@ import docker
 import pytest
 import requests
 
-from clipper.admin import images
 from clipper.admin.connection import ClipperConnection
 from clipper.admin.managers.base import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
 from clipper.admin.managers.docker import DockerContainerManager
 from clipper.runtime.closure import save_closure
-from tests.admin.conftest import predict_until
-from tests.admin.test_images import PACKAGE, engine, ordinal_model
-from tests.conftest import free_port
-from tests.frontends.conftest import wait_until
+from tests.admin.conftest import PACKAGE, ordinal_model, predict_until
+from tests.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.docker
 
 Factory = Callable[..., DockerContainerManager]
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> docker.DockerClient:
-    return engine()
-
-
-@pytest.fixture(scope="module")
-def runtime_image(docker_client: docker.DockerClient) -> str:
-    return images.build_runtime_image(docker_client, quiet=True)
 
 
 @pytest.fixture

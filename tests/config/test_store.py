@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -59,7 +58,7 @@ async def test_add_app_writes_clippers_layout_across_dbs(store: ConfigStore, red
     await state.aclose()
 
 
-async def test_delete_app_removes_hash_links_and_state_together(store: ConfigStore, redis_url: str) -> None:
+async def test_delete_app_removes_hash_links_and_state_together(store: ConfigStore) -> None:
     await store.add_app(app())
     await store.add_link("app", "m")
     await store.delete_app("app")
@@ -153,19 +152,13 @@ async def test_watch_yields_app_and_link_events(store: ConfigStore) -> None:
     subscribed = asyncio.Event()
 
     async def follow() -> None:
-        async for event in store.watch():
-            subscribed.set()
+        async for event in store.watch(subscribed):
             events.put_nowait(event)
 
     follower = asyncio.create_task(follow())
     try:
-        # The subscription is live once a probe write comes back as an event.
-        probe = Frontend(frontend_id="probe", rpc_address="-", http_address="-")
         async with asyncio.timeout(10):
-            while not subscribed.is_set():
-                await store.register_frontend(probe, ttl_ms=60_000)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(subscribed.wait(), 0.1)
+            await subscribed.wait()  # set by watch once no later change can be missed
         await store.add_app(app())
         await store.add_link("app", "m")
         await store.remove_link("app", "m")

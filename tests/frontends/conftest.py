@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -17,18 +16,9 @@ import requests
 
 from clipper.config.store import ConfigStore
 from clipper.schema import App, Model
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 20, what: str = "condition") -> None:
-    """Poll `condition` until it holds; fail the test with `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class QueryCluster:
@@ -99,8 +89,9 @@ class QueryCluster:
     def set_version(self, name: str, version: str) -> None:
         self._store(lambda s: s.set_current_version(name, version))
 
-    def container(self, model: str, function: str, version: str = "1", input_type: str = "doubles",
-                  wait: bool = True, **env: str) -> subprocess.Popen[bytes]:  # fmt: skip
+    def container(
+        self, model: str, function: str, version: str = "1", input_type: str = "doubles", **env: str
+    ) -> subprocess.Popen[bytes]:
         """Start `python -m clipper.runtime` serving `clipper_test_models.<function>`; wait for it."""
         before = self.replicas(model, version)
         proc = self._spawn(
@@ -115,8 +106,7 @@ class QueryCluster:
             },
             f"container-{model}",
         )
-        if wait:
-            wait_until(lambda: self.replicas(model, version) > before, what=f"{model}:{version} to register")
+        wait_until(lambda: self.replicas(model, version) > before, what=f"{model}:{version} to register")
         return proc
 
     def replicas(self, model: str, version: str) -> int:

@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from clipper.config.store import ConfigStore, Db
 from clipper.frontends.management import Management
 from clipper.frontends.management_http import build_management_app
 from clipper.schema import Container
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 SCHEMA_PREFIX = "Error parsing JSON: "
 BATCH_SIZE_ERROR = "The batch size must be positive or DEFAULT_BATCH_SIZE, which is -1"
@@ -522,13 +521,6 @@ async def test_rejected_request_changes_nothing(
 # --- the real process -----------------------------------------------------------------------------
 
 
-def poll(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def ping_status(url: str) -> int | None:
     try:
         return requests.get(f"{url}/admin/ping", timeout=2).status_code
@@ -555,14 +547,16 @@ def test_real_server_waits_for_redis_then_serves(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        poll(lambda: ping_status(url) == 503, "the server to answer 503 while Redis is down")
-        poll(
-            lambda: f"Waiting for Redis at redis://127.0.0.1:{redis_port}" in log.read_text(), "the wait log"
+        wait_until(lambda: ping_status(url) == 503, 30, "the server to answer 503 while Redis is down")
+        wait_until(
+            lambda: f"Waiting for Redis at redis://127.0.0.1:{redis_port}" in log.read_text(),
+            30,
+            "the wait log",
         )
         assert f"Management frontend starting on {url}" in log.read_text()
         redis_proc = start_redis(redis_port, tmp_path / "redis", tmp_path / "redis.log")
         try:
-            poll(lambda: ping_status(url) == 200, "ping to turn 200 once Redis is up")
+            wait_until(lambda: ping_status(url) == 200, 30, "ping to turn 200 once Redis is up")
             assert requests.get(f"{url}/admin/ping", timeout=5).text == "PONG"
             r = requests.post(f"{url}/admin/add_app", json=app_body(), timeout=5)
             assert (r.status_code, r.text) == (200, "Successfully added application with name 'app'")

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.frontends.conftest import TESTS_DIR, QueryCluster, wait_until
+from tests.conftest import wait_until
+from tests.frontends.conftest import TESTS_DIR, QueryCluster
 
 
 @pytest.mark.parametrize(

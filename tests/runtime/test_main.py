@@ -8,7 +8,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from clipper.rpc import codec
 from clipper.runtime.closure import save_closure
 from clipper.types import InputType
+from tests.conftest import wait_until
 
 WAIT_S = 20.0
 
@@ -49,13 +49,6 @@ def _read(log):
     log.flush()
     log.seek(0)
     return log.read()
-
-
-def _wait_for(condition, what):
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)  # polling a condition under a deadline
 
 
 def _env(port, **extra):
@@ -118,7 +111,7 @@ def test_sigterm_finishes_the_batch_in_hand(frontend, spawn, tmp_path):
     proc, _ = spawn(**env)
     routing_id, _ = frontend.register()
     frontend.send(routing_id, codec.encode_predict_request(3, InputType.STRINGS, [b"abc", b"xy"]))
-    _wait_for((tmp_path / "started").exists, "the model to start the batch")
+    wait_until((tmp_path / "started").exists, WAIT_S, "the model to start the batch")
     proc.send_signal(signal.SIGTERM)
     (tmp_path / "go").touch()
     _, reply = frontend.expect(codec.PredictResponse)

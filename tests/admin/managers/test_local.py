@@ -16,8 +16,7 @@ from clipper.admin.deployers.python import create_endpoint
 from clipper.admin.managers.process import ProcessRecord, ProcessTable, is_alive
 from clipper.errors import ClusterError
 from tests.admin.conftest import make_manager, predict_until
-from tests.conftest import free_port
-from tests.frontends.conftest import wait_until
+from tests.conftest import free_port, wait_until
 
 
 def gone(rec: ProcessRecord) -> bool:
