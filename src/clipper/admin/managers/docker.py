@@ -434,7 +434,7 @@ class DockerContainerManager(ContainerManager):
 
     def stop_all(self, graceful: bool = True) -> None:
         """Remove this cluster's containers (models first), then its network and Redis volume."""
-        self.stop_all_model_containers()
+        remove_containers(self._containers(CLIPPER_MODEL_CONTAINER_LABEL), graceful=graceful)
         remove_containers(self._containers(), graceful=graceful)
         remove_networks_and_volumes(self.client, f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}")
 
