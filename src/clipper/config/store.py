@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from clipper.schema import DEFAULT_POLICY, App, Container, Frontend, Model
+
+logger = logging.getLogger(__name__)
 
 
 class Db(enum.IntEnum):
@@ -58,6 +63,33 @@ class ConfigStore:
             self._dbs[db] = aioredis.Redis.from_url(self.redis_url, db=int(db), decode_responses=True)
         self._tx = aioredis.Redis.from_url(self.redis_url, db=0, decode_responses=True)
         await self._tx.ping()
+
+    async def start_retrying(self, retry_interval_s: float) -> None:
+        """Connect, retrying forever (as Clipper's frontends do) and saying so in the log while waiting."""
+        attempt = 0
+        while True:
+            try:
+                await self.start()
+            except (RedisError, OSError) as e:
+                await self.close()
+                if attempt % 10 == 0:
+                    logger.warning(
+                        "Waiting for Redis at %s (%s); retrying every %.1f s",
+                        self.address,
+                        e,
+                        retry_interval_s,
+                    )
+                attempt += 1
+                await asyncio.sleep(retry_interval_s)
+            else:
+                logger.info("Connected to Redis at %s", self.address)
+                return
+
+    @property
+    def address(self) -> str:
+        """The store's URL without credentials, for logs and error messages."""
+        parts = urlsplit(self.redis_url)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
 
     async def close(self) -> None:
         for client in [*self._dbs.values(), *([self._tx] if self._tx else [])]:
@@ -203,9 +235,7 @@ class ConfigStore:
         With the last version goes the current pointer (nothing is left to point at); while other versions
         remain, the pointer is left for the operator to move, even if it named this one (as Clipper does).
         """
-        containers = [
-            c.key for c in await self.list_containers() if (c.model_name, c.model_version) == (name, version)
-        ]
+        containers = await self._scan(Db.CONTAINERS, f"{_escape(name)},{_escape(version)},*")
         ops: list[tuple[Db, tuple[Any, ...]]] = [(Db.MODELS, ("DEL", f"{name}:{version}"))]
         ops += [(Db.CONTAINERS, ("DEL", key)) for key in containers]
         if not [v for v in await self.model_versions(name) if v != version]:
@@ -263,8 +293,14 @@ class ConfigStore:
     # --- query frontends --------------------------------------------------------------------
 
     async def register_frontend(self, frontend: Frontend, ttl_ms: int) -> None:
-        """Add or refresh a live frontend; it disappears `ttl_ms` after its last refresh."""
+        """Add or refresh a live frontend; it disappears `ttl_ms` after its last refresh.
+
+        A refresh of a live entry only moves its expiry, so followers, which re-read the registry on
+        writes (not on expiry moves), are not woken by every heartbeat of every frontend.
+        """
         client = self._dbs[Db.FRONTENDS]
+        if await client.pexpire(frontend.frontend_id, ttl_ms):
+            return
         async with client.pipeline(transaction=True) as pipe:
             pipe.hset(frontend.frontend_id, mapping={"rpc_address": frontend.rpc_address,
                                                      "http_address": frontend.http_address})  # fmt: skip
@@ -296,12 +332,12 @@ class ConfigStore:
             ) from e
 
     async def watch(self, subscribed: asyncio.Event | None = None) -> AsyncIterator[ConfigEvent]:
-        """Yield every change to apps, links, versions, models, containers and frontends, forever.
+        """Yield every change to apps, links, versions, models and frontends, forever.
 
         `subscribed` is set once no later change can be missed, so a caller can load a snapshot then.
         """
         pubsub = self._dbs[Db.APPS].pubsub()
-        watched = (Db.MODELS, Db.CONTAINERS, Db.APPS, Db.METADATA, Db.LINKS, Db.FRONTENDS)
+        watched = (Db.MODELS, Db.APPS, Db.METADATA, Db.LINKS, Db.FRONTENDS)
         await pubsub.psubscribe(*(f"__keyspace@{int(db)}__:*" for db in watched))
         if subscribed is not None:
             subscribed.set()

@@ -73,7 +73,7 @@ class ConfigFollower:
         elif event.db is Db.METADATA and event.key.startswith(CURRENT_VERSION_PREFIX):
             name = event.key[len(CURRENT_VERSION_PREFIX) :]
             self._processor.set_current_version(name, await self._store.get_current_version(name))
-        elif event.db is Db.FRONTENDS:
+        elif event.db is Db.FRONTENDS and event.op != "expire":  # a heartbeat moved a TTL: nothing new
             await self._reload_frontends()
         elif event.db is Db.MODELS and ":" in event.key:
             name, version = event.key.split(":", 1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 import uvloop
@@ -47,35 +46,16 @@ class Management:
     @property
     def redis_address(self) -> str:
         """The store's URL without credentials, for logs and error messages."""
-        parts = urlsplit(self._store.redis_url)
-        netloc = parts.netloc.rsplit("@", 1)[-1]
-        return urlunsplit(parts._replace(netloc=netloc))
+        return self._store.address
 
     @property
     def ready(self) -> bool:
         return self._ready
 
     async def connect(self, retry_interval_s: float = 1.0) -> None:
-        """Connect to Redis, retrying forever (as Clipper does) and saying so in the log while waiting."""
-        attempt = 0
-        while True:
-            try:
-                await self._store.start()
-            except (RedisError, OSError) as e:
-                await self._store.close()
-                if attempt % 10 == 0:
-                    logger.warning(
-                        "Waiting for Redis at %s (%s); retrying every %.1f s",
-                        self.redis_address,
-                        e,
-                        retry_interval_s,
-                    )
-                attempt += 1
-                await asyncio.sleep(retry_interval_s)
-            else:
-                self._ready = True
-                logger.info("Connected to Redis at %s", self.redis_address)
-                return
+        """Connect to Redis, retrying forever (as Clipper does); ready from then on."""
+        await self._store.start_retrying(retry_interval_s)
+        self._ready = True
 
     async def close(self) -> None:
         self._ready = False

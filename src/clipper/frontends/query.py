@@ -60,26 +60,11 @@ class StoreRecorder:
         )
 
 
-async def connect_store(settings: QueryFrontendSettings) -> ConfigStore:
-    """Connect to Redis, retrying until it answers (Clipper's frontends wait forever too)."""
-    store = ConfigStore(settings.redis_url)
-    attempt = 0
-    while True:
-        try:
-            await store.start()
-            return store
-        except (redis.exceptions.ConnectionError, OSError) as e:
-            await store.close()
-            if attempt % 10 == 0:
-                logger.warning("Waiting for Redis at %s: %s", settings.redis_url, e)
-            attempt += 1
-            await asyncio.sleep(0.5)
-
-
 async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Event) -> None:
     """Build and run one query frontend until `stop` is set, then drain and leave."""
     fid = settings.frontend_id
-    store = await connect_store(settings)
+    store = ConfigStore(settings.redis_url)
+    await store.start_retrying(retry_interval_s=0.5)
     metrics = QueryMetrics(CollectorRegistry(), fid)
     recorder = StoreRecorder(store, fid)
     processor = QueryProcessor(
