@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
 from docker import DockerClient
@@ -33,16 +34,15 @@ from clipper.admin.managers.base import (
 from clipper.admin.managers.docker_engine import (
     START_TIMEOUT_S,
     ensure_network,
-    redis_server_command,
     remove_containers,
     remove_networks_and_volumes,
     run_container,
     wait_answering,
-    wait_redis,
     wait_running,
     write_logs,
 )
 from clipper.admin.managers.process import choose_port, free_port
+from clipper.config.redis_server import redis_command, wait_for_redis
 from clipper.errors import ClusterError
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class DockerContainerManager(ContainerManager):
             started.append(self._start_redis(qf_image))
             wait_running(started)
             if self.host_network:
-                wait_redis(self.redis_url)
+                wait_for_redis(self.redis_ip, self.ports["redis"], START_TIMEOUT_S)
         common = {
             "CLIPPER_REDIS_URL": self.redis_url,
             "CLIPPER_LOG_LEVEL": "INFO",
@@ -321,7 +321,7 @@ class DockerContainerManager(ContainerManager):
             self._name("redis"),
             self._labels("redis", **{CLIPPER_DOCKER_PORT_LABELS["redis"]: str(self.ports["redis"])}),
             {},
-            redis_server_command(port, bind, "/data"),
+            redis_command("/usr/bin/redis-server", port, Path("/data"), bind),
             publish={CLIPPER_INTERNAL_REDIS_PORT: self.ports["redis"]},
             volumes={self._volume(): {"bind": "/data", "mode": "rw"}},
         )

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
-import redis
 import requests
 from docker import DockerClient
 from docker.models.containers import Container
@@ -75,22 +74,6 @@ def wait_running(containers: Iterable[Container], timeout_s: float = START_TIMEO
             time.sleep(0.2)
 
 
-def wait_redis(redis_url: str, timeout_s: float = START_TIMEOUT_S) -> None:
-    """Wait until the Redis at `redis_url` (reachable from this host) answers PING."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=1)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if client.ping():
-                return
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                raise ClusterError(f"Redis at {redis_url} does not answer") from None
-            time.sleep(0.1)
-        finally:
-            client.close()
-
-
 def ensure_network(client: DockerClient, network: str, labels: dict[str, str]) -> None:
     """Create the bridge network `network` unless it exists."""
     if not client.networks.list(names=[network]):
@@ -134,12 +117,6 @@ def write_logs(containers: Iterable[Container], logging_dir: str) -> list[str]:
         path.write_bytes(c.logs(stdout=True, stderr=True))
         paths.append(str(path))
     return paths
-
-
-def redis_server_command(port: int, bind: str, data_dir: str) -> list[str]:
-    """argv of a Redis server that persists with AOF in `data_dir` (no RDB snapshots)."""
-    options = {"port": str(port), "bind": bind, "protected-mode": "no", "appendonly": "yes", "dir": data_dir}
-    return ["/usr/bin/redis-server", *(a for k, v in options.items() for a in (f"--{k}", v)), "--save", ""]
 
 
 def wait_answering(
