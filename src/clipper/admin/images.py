@@ -27,6 +27,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import clipper
 from clipper.errors import ClipperError
+from clipper.runtime.closure import python_version, read_metadata, versions_match
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def build_runtime_image(client: DockerClient, tag: str | None = None, *, quiet: 
         args = {
             "BASE_IMAGE": BASE_IMAGE,
             "CLOUDPICKLE_VERSION": metadata.version("cloudpickle"),
-            "PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "PYTHON_VERSION": python_version(),
             **pip_index_args(),
         }
         _build(client, str(ctx), tag, args, quiet=quiet)
@@ -156,13 +157,12 @@ def image_versions(client: DockerClient, image: str) -> tuple[str, str]:
 
 def check_closure_versions(client: DockerClient, model_data_path: Path, image: str) -> None:
     """Refuse to build when the closure was pickled by another Python or cloudpickle than the image runs."""
-    meta_path = model_data_path / "metadata.json"
-    if not meta_path.is_file():
+    saved = read_metadata(model_data_path)
+    if saved is None:
         return
-    saved = json.loads(meta_path.read_text())
-    python, pickler = str(saved.get("python", "")), str(saved.get("cloudpickle", ""))
     image_python, image_pickler = image_versions(client, image)
-    if python != image_python or pickler.split(".")[0] != image_pickler.split(".")[0]:
+    if not versions_match(saved, image_python, image_pickler):
+        python, pickler = saved.get("python", ""), saved.get("cloudpickle", "")
         raise ClipperError(
             f"The model in {model_data_path} was serialized with Python {python} and cloudpickle {pickler}, "
             f"but {image} runs Python {image_python} with cloudpickle {image_pickler}. Serialize it again "

@@ -28,8 +28,15 @@ MODULES_DIR = "modules"
 PredictFunction = Callable[[Any], Any]
 
 
-def _python_version() -> str:
+def python_version() -> str:
+    """This interpreter's `major.minor`, as metadata.json records it."""
     return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def versions_match(saved: dict[str, str], python: str, cloudpickle_version: str) -> bool:
+    """What unpickling a closure needs: the same Python `major.minor` and the same cloudpickle major."""
+    pickler = saved.get("cloudpickle", "")
+    return saved.get("python", "") == python and pickler.split(".")[0] == cloudpickle_version.split(".")[0]
 
 
 def save_closure(func: PredictFunction, directory: Path) -> Path:
@@ -37,7 +44,7 @@ def save_closure(func: PredictFunction, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / FUNC_FILE
     path.write_bytes(cloudpickle.dumps(func))
-    metadata = {"python": _python_version(), "cloudpickle": cloudpickle.__version__}
+    metadata = {"python": python_version(), "cloudpickle": cloudpickle.__version__}
     (directory / METADATA_FILE).write_text(json.dumps(metadata))
     return path
 
@@ -47,7 +54,9 @@ def load_closure(directory: Path) -> PredictFunction:
     path = directory / FUNC_FILE
     if not path.is_file():
         raise ClipperError(f"No model function at {path}: deploy the model with save_closure() first.")
-    saved = _read_metadata(directory)
+    saved = read_metadata(directory)
+    if saved is None:
+        logger.warning("%s is missing; loading %s without a version check", directory / METADATA_FILE, path)
     _check_versions(saved, path)
     modules = str(directory / MODULES_DIR)
     if modules not in sys.path:
@@ -74,10 +83,10 @@ def load_closure(directory: Path) -> PredictFunction:
     return func  # type: ignore[no-any-return]
 
 
-def _read_metadata(directory: Path) -> dict[str, str] | None:
+def read_metadata(directory: Path) -> dict[str, str] | None:
+    """The versions `save_closure` recorded in `directory`, or None for a closure saved without them."""
     path = directory / METADATA_FILE
     if not path.is_file():
-        logger.warning("%s is missing; loading %s without a version check", path, FUNC_FILE)
         return None
     try:
         data = json.loads(path.read_text())
@@ -89,13 +98,12 @@ def _read_metadata(directory: Path) -> dict[str, str] | None:
 def _check_versions(saved: dict[str, str] | None, path: Path) -> None:
     if saved is None:
         return
-    python = saved.get("python", "")
-    pickler = saved.get("cloudpickle", "")
-    if python != _python_version() or pickler.split(".")[0] != cloudpickle.__version__.split(".")[0]:
+    if not versions_match(saved, python_version(), cloudpickle.__version__):
+        python, pickler = saved.get("python", ""), saved.get("cloudpickle", "")
         raise ClipperError(
             f"{path} was saved by {_versions_text(saved)}, this container runs Python "
-            f"{_python_version()} with cloudpickle {cloudpickle.__version__}. Redeploy from a client "
-            f"running Python {_python_version()} and cloudpickle {cloudpickle.__version__.split('.')[0]}.x, "
+            f"{python_version()} with cloudpickle {cloudpickle.__version__}. Redeploy from a client "
+            f"running Python {python_version()} and cloudpickle {cloudpickle.__version__.split('.')[0]}.x, "
             f"or use a base image with Python {python} and cloudpickle {pickler}."
         )
 
