@@ -76,15 +76,7 @@ class Management:
         async with self._write_lock:
             if await self._store.get_app(req.name) is not None:
                 raise ConfigConflict(f"application '{req.name}' already exists")
-            await self._store.add_app(
-                App(
-                    name=req.name,
-                    input_type=req.input_type,
-                    default_output=req.default_output,
-                    latency_slo_micros=req.latency_slo_micros,
-                    on_overload=req.on_overload,
-                )
-            )
+            await self._store.add_app(App(**req.model_dump()))
         logger.info("Added application %s", req.name)
 
     async def delete_app(self, name: str) -> None:
@@ -102,14 +94,7 @@ class Management:
         app = await self._store.get_app(name)
         if app is None:
             return None
-        return AppInfo(
-            name=app.name,
-            input_type=app.input_type,
-            default_output=app.default_output,
-            latency_slo_micros=app.latency_slo_micros,
-            linked_models=await self._store.get_links(name),
-            on_overload=app.on_overload,
-        )
+        return AppInfo(**app.model_dump(exclude={"policy"}), linked_models=await self._store.get_links(name))
 
     async def linked_models(self, app_name: str) -> list[str]:
         if await self._store.get_app(app_name) is None:
@@ -138,17 +123,7 @@ class Management:
                     f"model with name '{req.model_name}' and version '{req.model_version}' already exists"
                 )
             await self._check_linked_apps(req.model_name, req.input_type)
-            await self._store.add_model(
-                Model(
-                    model_name=req.model_name,
-                    model_version=req.model_version,
-                    input_type=req.input_type,
-                    labels=list(req.labels),
-                    container_name=req.container_name,
-                    model_data_path=req.model_data_path,
-                    batch_size=req.batch_size,
-                )
-            )
+            await self._store.add_model(Model(**req.model_dump()))
         logger.info("Added model %s:%s (%s)", req.model_name, req.model_version, req.input_type)
 
     async def delete_model(self, name: str, version: str) -> None:
@@ -270,25 +245,12 @@ def _check_chars(kind: str, value: str) -> None:
 
 
 def _model_info(model: Model, current_version: str | None) -> ModelInfo:
-    return ModelInfo(
-        model_name=model.model_name,
-        model_version=model.model_version,
-        input_type=model.input_type,
-        labels=model.labels,
-        container_name=model.container_name,
-        model_data_path=model.model_data_path,
-        is_current_version=model.model_version == current_version,
-    )
+    current = model.model_version == current_version
+    return ModelInfo(**model.model_dump(exclude={"batch_size"}), is_current_version=current)
 
 
 def _container_info(container: Container) -> ContainerInfo:
-    return ContainerInfo(
-        model_id=container.model_id,
-        model_name=container.model_name,
-        model_version=container.model_version,
-        model_replica_id=container.model_replica_id,
-        input_type=container.input_type,
-    )
+    return ContainerInfo.model_validate(container, from_attributes=True)
 
 
 # --- process entry point ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Redis is unreachable. The request Content-Type is not checked; the body is alway
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # at run time `management` may be `__main__`; importing it ag
     from clipper.frontends.management import Management
 
 R = TypeVar("R", bound=BaseModel)
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 async def management_error_handler(_request: Request, exc: Exception) -> Response:
@@ -124,84 +126,53 @@ def build_management_app(management: Management) -> FastAPI:
 
     admin = APIRouter(prefix="/admin", dependencies=[Depends(require_store)])
 
-    @admin.post(
-        "/add_app",
-        response_class=PlainTextResponse,
-        openapi_extra=_body_doc(AddAppRequest),
-        tags=["applications"],
-    )
+    def text_post(path: str, body: type[BaseModel], tag: str) -> Callable[[Handler], Handler]:
+        """A mutating call: a JSON body documented as `body`, answered in plain text as Clipper does."""
+        return admin.post(path, response_class=PlainTextResponse, openapi_extra=_body_doc(body), tags=[tag])
+
+    @text_post("/add_app", AddAppRequest, "applications")
     async def add_app(request: Request) -> str:
         """Register an application (its `/<name>/predict` endpoint)."""
         req = await parse_body(request, AddAppRequest)
         await management.add_app(req)
         return f"Successfully added application with name '{req.name}'"
 
-    @admin.post(
-        "/delete_app",
-        response_class=PlainTextResponse,
-        openapi_extra=_body_doc(AppNameRequest),
-        tags=["applications"],
-    )
+    @text_post("/delete_app", AppNameRequest, "applications")
     async def delete_app(request: Request) -> str:
         """Delete an application with its link and state."""
         req = await parse_body(request, AppNameRequest)
         await management.delete_app(req.name)
         return f"Successfully deleted application with name '{req.name}'"
 
-    @admin.post(
-        "/add_model",
-        response_class=PlainTextResponse,
-        openapi_extra=_body_doc(AddModelRequest),
-        tags=["models"],
-    )
+    @text_post("/add_model", AddModelRequest, "models")
     async def add_model(request: Request) -> str:
         """Register a model version; it becomes the current version at once."""
         req = await parse_body(request, AddModelRequest)
         await management.add_model(req)
         return f"Successfully added model with name '{req.model_name}' and input type '{req.input_type}'"
 
-    @admin.post(
-        "/delete_versioned_model",
-        response_class=PlainTextResponse,
-        openapi_extra=_body_doc(ModelVersionRequest),
-        tags=["models"],
-    )
+    @text_post("/delete_versioned_model", ModelVersionRequest, "models")
     async def delete_versioned_model(request: Request) -> str:
         """Delete a model version and its replica records."""
         req = await parse_body(request, ModelVersionRequest)
         await management.delete_model(req.model_name, req.model_version)
         return f"Successfully deleted model with name '{req.model_name}' and version '{req.model_version}'"
 
-    @admin.post(
-        "/set_model_version",
-        response_class=PlainTextResponse,
-        openapi_extra=_body_doc(ModelVersionRequest),
-        tags=["models"],
-    )
+    @text_post("/set_model_version", ModelVersionRequest, "models")
     async def set_model_version(request: Request) -> str:
         """Make an existing version the one queries go to."""
         req = await parse_body(request, ModelVersionRequest)
         await management.set_model_version(req.model_name, req.model_version)
         return f"Successfully set model with name '{req.model_name}' to version '{req.model_version}'"
 
-    @admin.post(
-        "/add_model_links",
-        response_class=PlainTextResponse,
-        openapi_extra=_body_doc(ModelLinksRequest),
-        tags=["links"],
-    )
+    @text_post("/add_model_links", ModelLinksRequest, "links")
     async def add_model_links(request: Request) -> str:
         """Link an application to its (one) model."""
         req = await parse_body(request, ModelLinksRequest)
         name = await management.add_links(req.app_name, list(req.model_names))
         return f"Successfully linked model with name '{name}' to application '{req.app_name}'"
 
-    @admin.post(
-        "/delete_model_links",
-        response_class=PlainTextResponse,
-        openapi_extra=_body_doc(ModelLinksRequest),
-        tags=["links"],
-    )
+    @text_post("/delete_model_links", ModelLinksRequest, "links")
     async def delete_model_links(request: Request) -> str:
         """Unlink models from an application."""
         req = await parse_body(request, ModelLinksRequest)
@@ -260,12 +231,7 @@ def build_management_app(management: Management) -> FastAPI:
         req = await parse_body(request, ContainerRequest)
         return _dump(await management.container_info(req.model_name, req.model_version, req.replica_id))
 
-    @admin.post(
-        "/get_state",
-        response_class=PlainTextResponse,
-        openapi_extra=_body_doc(StateRequest),
-        tags=["applications"],
-    )
+    @text_post("/get_state", StateRequest, "applications")
     async def get_state(request: Request) -> str:
         """The application's raw default output (empty for an unknown application)."""
         req = await parse_body(request, StateRequest)
