@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from clipper import __version__
-from clipper.admin import lazy_manager
+from clipper.admin import LAZY_MANAGERS, lazy_manager
 from clipper.admin.connection import ClipperConnection
 from clipper.admin.exceptions import ClipperException, UnconnectedException
 from clipper.admin.managers.local import LocalContainerManager
@@ -28,6 +28,6 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("DockerContainerManager", "KubernetesContainerManager"):
+    if name in LAZY_MANAGERS:
         return lazy_manager(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from clipper.admin.connection import ClipperConnection
 from clipper.admin.exceptions import ClipperException, UnconnectedException
 from clipper.admin.managers.local import LocalContainerManager
 
-_LAZY = {
+LAZY_MANAGERS = {
     "DockerContainerManager": ("clipper.admin.managers.docker", "docker"),
     "KubernetesContainerManager": ("clipper.admin.managers.kubernetes", "kubernetes"),
 }
@@ -27,7 +27,7 @@ __all__ = [
 
 def lazy_manager(name: str) -> Any:
     """Import an optional manager class, or raise a ClipperException naming what is missing."""
-    module_name, extra = _LAZY[name]
+    module_name, extra = LAZY_MANAGERS[name]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
@@ -38,6 +38,6 @@ def lazy_manager(name: str) -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in LAZY_MANAGERS:
         return lazy_manager(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -200,10 +200,7 @@ class ModelAdmin(ManagementApi):
 
     def stop_models(self, model_names: list[str]) -> None:
         """Stop the replicas of every version of these models and unregister the versions."""
-        self._require_connection()
-        versions = self._versions(model_names)
-        self.cm.stop_models(versions)
-        self._unregister_versioned_models(versions)
+        self.stop_versioned_models(self._versions(model_names))
 
     def stop_versioned_models(self, model_versions_dict: dict[str, list[str]]) -> None:
         """Stop and unregister the given versions, current ones included."""
@@ -213,10 +210,7 @@ class ModelAdmin(ManagementApi):
 
     def stop_inactive_model_versions(self, model_names: list[str]) -> None:
         """Stop and unregister every version of these models except the current one."""
-        self._require_connection()
-        versions = self._versions(model_names, only_inactive=True)
-        self.cm.stop_models(versions)
-        self._unregister_versioned_models(versions)
+        self.stop_versioned_models(self._versions(model_names, only_inactive=True))
 
     def stop_all_model_containers(self) -> None:
         """Stop every model replica of the cluster and unregister every model version."""

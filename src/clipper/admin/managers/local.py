@@ -63,8 +63,7 @@ class LocalContainerManager(ContainerManager):
             "management": clipper_management_port,
             "rpc": clipper_rpc_port,
             "redis": redis_port,
-            "prometheus": prometheus_port,
-        }
+        }  # prometheus_port is accepted as Clipper's is: the query frontend serves /metrics itself
         self.info: ClusterInfo | None = None
 
     @property
@@ -102,8 +101,7 @@ class LocalContainerManager(ContainerManager):
         self.procs.stop(self.procs.records())  # records of processes that died; nothing is running
         started: list[ProcessRecord] = []
         try:
-            info = self._choose_ports()
-            info.cache_size_bytes = cache_size
+            info = self._choose_ports(cache_size)
             if not info.external_redis:
                 started.append(self._start_redis(info.redis_port))
             else:
@@ -131,7 +129,7 @@ class LocalContainerManager(ContainerManager):
             raise
         logger.info("Started cluster %s: query %s, management %s", self.cluster_name, *self._addrs())
 
-    def _choose_ports(self) -> ClusterInfo:
+    def _choose_ports(self, cache_size_bytes: int) -> ClusterInfo:
         taken: set[int] = set()
 
         def pick(role: str) -> int:
@@ -148,7 +146,7 @@ class LocalContainerManager(ContainerManager):
             redis_host=self.redis_ip if self.redis_ip is not None else HOST,
             redis_port=self._requested["redis"] if external else pick("redis"),
             external_redis=external,
-            prometheus_port=self._requested["prometheus"],
+            cache_size_bytes=cache_size_bytes,
         )
 
     @staticmethod
@@ -263,12 +261,11 @@ class LocalContainerManager(ContainerManager):
         return self.get_query_addr()
 
     def stop_all(self, graceful: bool = True) -> None:
-        """Stop replicas, then the frontends, then our Redis; a Redis given by `redis_ip` is left alone."""
-        records = self.procs.records()
-        order = [r for r in records if r.model_name] + [r for r in records if r.role.startswith("query-")]
-        order += [r for r in records if r.role == "management"]
-        for group in (order, [r for r in records if r.role == "redis"]):
-            self.procs.stop(group, graceful)
+        """Stop every process but Redis at once, then our Redis; a Redis given by `redis_ip` is left alone.
+
+        The second pass also takes any process recorded while the first one ran.
+        """
+        self.procs.stop([r for r in self.procs.records() if r.role != "redis"], graceful)
         self.procs.stop(self.procs.records(), graceful)
         self.cluster_file.unlink(missing_ok=True)
         self.info = None
@@ -295,9 +292,13 @@ class LocalContainerManager(ContainerManager):
         path.mkdir(parents=True)
         return path
 
+    def _records_of(self, name: str, version: str) -> list[ProcessRecord]:
+        """Replica records (live or not) of one model version."""
+        return [r for r in self.procs.records() if r.model_name == name and r.model_version == version]
+
     def replicas(self, name: str, version: str) -> list[ProcessRecord]:
         """Live replica records of one model version."""
-        return [r for r in self.live_records() if r.model_name == name and r.model_version == version]
+        return [r for r in self._records_of(name, version) if is_alive(r)]
 
     def deploy_model(
         self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
@@ -312,13 +313,14 @@ class LocalContainerManager(ContainerManager):
     ) -> None:
         """Start `python -m clipper.runtime` processes, or stop some, until `num_replicas` run."""
         info = self._required_info()
-        dead = [r for r in self.procs.records() if r.model_name == name and r.model_version == version]
-        self.procs.stop([r for r in dead if not is_alive(r)])
-        current = self.replicas(name, version)
+        mine = self._records_of(name, version)
+        current = [r for r in mine if is_alive(r)]
+        self.procs.stop([r for r in mine if r not in current])  # forget the dead ones
         if len(current) > num_replicas:
             self.procs.stop(current[num_replicas:])
             return
         used = {r.role for r in current}
+        seed_port = str(self._seed_rpc_port(info))
         index = 0
         for _ in range(num_replicas - len(current)):
             while _replica_role(name, version, index) in used:
@@ -329,14 +331,14 @@ class LocalContainerManager(ContainerManager):
                 "CLIPPER_MODEL_NAME": name,
                 "CLIPPER_MODEL_VERSION": version,
                 "CLIPPER_IP": HOST,
-                "CLIPPER_PORT": str(self._seed_rpc_port(info)),
+                "CLIPPER_PORT": seed_port,
                 "CLIPPER_INPUT_TYPE": input_type,
             } | _model_source(image)
             self.procs.spawn(role, ["clipper.runtime"], env, model_name=name, model_version=version)
 
     def check_model_replicas(self, name: str, version: str) -> None:
         """Raise with the last log lines if every replica process of the version has exited."""
-        records = [r for r in self.procs.records() if r.model_name == name and r.model_version == version]
+        records = self._records_of(name, version)
         if records and not any(is_alive(r) for r in records):
             rec = records[-1]
             raise ClusterError(

@@ -64,8 +64,7 @@ class ClusterInfo(BaseModel):
     redis_host: str
     redis_port: int
     external_redis: bool
-    prometheus_port: int
-    cache_size_bytes: int = 32 * 1024 * 1024
+    cache_size_bytes: int
 
 
 def port_is_free(port: int) -> bool:
