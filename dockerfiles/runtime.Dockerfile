@@ -17,8 +17,7 @@ ENV PIP_CERT=/etc/clipper/ca-certificates.crt \
     PIP_NO_CACHE_DIR=1 \
     PIP_DEFAULT_TIMEOUT=180 \
     PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
-    CLIPPER_MODEL_PATH=/model
+    PYTHONUNBUFFERED=1
 
 RUN python3 -c "import sys; v = '%d.%d' % sys.version_info[:2]; assert v == '${PYTHON_VERSION}', v" \
  && python3 -m venv /opt/venv

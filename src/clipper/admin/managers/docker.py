@@ -299,7 +299,7 @@ class DockerContainerManager(ContainerManager):
         own = (CLIPPER_QUERY_FRONTEND_ID_LABEL, FRONTEND_INDEX_LABEL, FRONTEND_RPC_PORT_LABEL)
         labels = {k: v for k, v in template.labels.items() if k not in own}
         env = dict(e.split("=", 1) for e in template.attrs["Config"]["Env"])
-        env = {k: v for k, v in env.items() if k.startswith("CLIPPER_") and k != "CLIPPER_MODEL_PATH"}
+        env = {k: v for k, v in env.items() if k.startswith("CLIPPER_")}
         used_ports = {int(c.labels.get(FRONTEND_RPC_PORT_LABEL, "0")) for c in current}
         used = {int(c.labels.get(FRONTEND_INDEX_LABEL, "0")) for c in current}
         free = (i for i in range(num_frontends * 2 + 1) if i not in used)
@@ -376,8 +376,7 @@ class DockerContainerManager(ContainerManager):
             "CLIPPER_IP": rpc_host,
             "CLIPPER_PORT": str(rpc_port),
             "CLIPPER_INPUT_TYPE": input_type,
-            "CLIPPER_MODEL_PATH": "/model",
-        }
+        }  # CLIPPER_MODEL_PATH: /model is the runtime's default and what model images set
         new = [
             self._run(
                 image,
