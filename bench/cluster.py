@@ -29,15 +29,12 @@ class BenchCluster:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH")) if p
         )
-        ports: dict[str, int] = {}
-        for k in ("q", "m", "rpc", "redis"):
-            ports[k] = _fresh_port(set(ports.values()))
-        self.cm = LocalContainerManager(
+        self.cm = LocalContainerManager(  # the manager moves any port that clashes with another
             cluster_name=name,
-            clipper_query_port=ports["q"],
-            clipper_management_port=ports["m"],
-            clipper_rpc_port=ports["rpc"],
-            redis_port=ports["redis"],
+            clipper_query_port=free_port(),
+            clipper_management_port=free_port(),
+            clipper_rpc_port=free_port(),
+            redis_port=free_port(),
             state_dir=state_dir,
         )
         self.conn = ClipperConnection(self.cm)
@@ -50,15 +47,13 @@ class BenchCluster:
     def query_url(self) -> str:
         return f"http://{self.cm.get_query_addr()}"
 
-    def deploy(
-        self, app: str, model: str, function: str, batch_size: int, slo_micros: int = SLO_MICROS
-    ) -> None:
-        """An app linked to a model served by `models:<function>` with the given batch_size."""
-        self.conn.register_application(app, "doubles", "-1", slo_micros)
+    def deploy(self, model: str, function: str, batch_size: int, slo_micros: int = SLO_MICROS) -> None:
+        """An app and a model, both named `model`, served by `models:<function>` with `batch_size`."""
+        self.conn.register_application(model, "doubles", "-1", slo_micros)
         self.conn.deploy_model(model, "1", "doubles", f"models:{function}", batch_size=batch_size)
-        self.conn.link_model_to_app(app, model)
+        self.conn.link_model_to_app(model, model)
         self.conn.wait_for_model(model, "1")
-        _wait_answer(f"{self.query_url}/{app}/predict", function)
+        _wait_answer(f"{self.query_url}/{model}/predict", function)
 
     def pids(self) -> dict[str, int]:
         """Role -> pid of every live process (redis, management, query-<n>, model-<m>-1-<n>, ...)."""
@@ -83,13 +78,6 @@ class BenchCluster:
     def stop(self) -> None:
         """Stop every process of the cluster."""
         self.cm.stop_all(graceful=True)
-
-
-def _fresh_port(taken: set[int]) -> int:
-    port = free_port()
-    while port in taken:
-        port = free_port()
-    return port
 
 
 def _wait(cond: object, what: str, timeout_s: float) -> None:

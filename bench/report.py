@@ -118,30 +118,25 @@ def targets(points: Sequence[Point], rss_total: float | None) -> list[str]:
     def check(ok: bool, text: str) -> None:
         out.append(f"{'PASS' if ok else 'MISS'}  {text}")
 
-    ours, dense = by(points, "ours-noop"), by(points, "ours-dense784")
-    hello = best(points, HELLO, 64)
-    if 64 in ours and hello:
-        r = ours[64].rps
-        check(
-            r >= 0.5 * hello.rps and r >= 20_000,
-            f"noop @64: {r:,.0f} req/s = {r / hello.rps:.0%} of fastest bare ({hello.target}, "
-            f"{hello.rps:,.0f}); need >=50% and >=20,000",
-        )
-        floor = best(points, READ_AWAIT, 64)
-        if floor:
-            out.append(
-                f"info  noop @64 = {r / floor.rps:.0%} of a bare server reading the body and awaiting one "
-                f"future ({floor.target}, {floor.rps:,.0f} req/s), the floor of any frontend that forwards"
+    def share(name: str, series: dict[int, Point], bare: Point | None, need: float, floor: int) -> None:
+        """Ours @64 against the fastest bare server of its kind: a share of it and an absolute floor."""
+        if 64 in series and bare:
+            r = series[64].rps
+            check(
+                r >= need * bare.rps and r >= floor,
+                f"{name} @64: {r:,.0f} req/s = {r / bare.rps:.0%} of fastest bare ({bare.target}, "
+                f"{bare.rps:,.0f}); need >={need:.0%} and >={floor:,}",
             )
-    parse = best(points, PARSE784, 64)
-    if 64 in dense and parse:
-        r = dense[64].rps
-        check(
-            r >= 0.6 * parse.rps and r >= 10_000,
-            f"dense784 @64: {r:,.0f} req/s = {r / parse.rps:.0%} of bare parse784 ({parse.target}, "
-            f"{parse.rps:,.0f}); "
-            "need >=60% and >=10,000",
+
+    ours, dense = by(points, "ours-noop"), by(points, "ours-dense784")
+    share("noop", ours, best(points, HELLO, 64), 0.5, 20_000)
+    floor = best(points, READ_AWAIT, 64)
+    if 64 in ours and floor:
+        out.append(
+            f"info  noop @64 = {ours[64].rps / floor.rps:.0%} of a bare server reading the body and awaiting "
+            f"one future ({floor.target}, {floor.rps:,.0f} req/s), the floor of any frontend that forwards"
         )
+    share("dense784", dense, best(points, PARSE784, 64), 0.6, 10_000)
     bare1 = [p for t in HELLO if (p := by(points, t).get(1)) is not None]
     if 1 in ours and bare1:
         fastest = min(p.p50_ms for p in bare1)

@@ -27,7 +27,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import report
-from cluster import BenchCluster
+from cluster import SLO_MICROS, BenchCluster
 from drive import Point, rss_mib, run_wrk, write_bodies
 
 from clipper.admin.managers.process import free_port
@@ -72,10 +72,8 @@ class Runner:
         self.out: Path = args.out
         self.repeat: int = args.repeat
         self.points: list[Point] = []
-        self.procs: list[subprocess.Popen[bytes]] = []
         self.cluster: BenchCluster | None = None
         self.rss: dict[str, float] = {}
-        self.notes: list[str] = []
         self.scripts = {kind: write_bodies(work, kind) for kind in ("noop", "dense784")}
 
     # -- driving ---------------------------------------------------------------------------------------
@@ -118,7 +116,6 @@ class Runner:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.procs.append(proc)
         try:
             _wait_port(port, proc)
             self.series(kind, f"http://127.0.0.1:{port}/", script, {"server": proc.pid})
@@ -132,7 +129,7 @@ class Runner:
         if self.cluster is None:
             self.cluster = BenchCluster(self.work / "cluster")
             self.cluster.start()
-            self.cluster.deploy("noop", "noop", "noop", -1)
+            self.cluster.deploy("noop", "noop", -1)
             roles = self.cluster.pids()
             query = min(r for r in roles if r.startswith("query"))
             names = {"redis": "redis", "management": "management", query: "query", "model-noop-1-0": "model"}
@@ -140,10 +137,11 @@ class Runner:
             print(f"  idle RSS MiB: {self.rss} total {sum(self.rss.values()):.1f}", flush=True)
         return self.cluster
 
-    def deploy(self, model: str, function: str, batch_size: int) -> None:
+    def deploy(self, model: str, function: str, batch_size: int, slo_micros: int = SLO_MICROS) -> None:
+        """An app and model named `model` serving `models:<function>`, unless already deployed."""
         cluster = self.ensure_cluster()
         if not any(r.startswith(f"model-{model}-1-") for r in cluster.pids()):
-            cluster.deploy(model, model, function, batch_size)
+            cluster.deploy(model, function, batch_size, slo_micros)
 
     def pids(self, model: str) -> dict[str, int]:
         """The processes that matter for one target, named for the CPU table."""
@@ -257,9 +255,7 @@ class Runner:
     def overload(self) -> str:
         """Ten times more load than capacity: every accepted query is answered by its deadline."""
         print(f"\n== overload: a 5 ms/query model (capacity ~200/s), SLO {OVERLOAD_SLO_MS} ms ==", flush=True)
-        cluster = self.ensure_cluster()
-        if not any(r.startswith("model-slow5ms-1-") for r in cluster.pids()):
-            cluster.deploy("slow5ms", "slow5ms", "slow5ms", 1, slo_micros=OVERLOAD_SLO_MS * 1000)
+        self.deploy("slow5ms", "slow5ms", 1, slo_micros=OVERLOAD_SLO_MS * 1000)
         # Closed loop: each connection waits at most the SLO, so 128 connections offer ~2,500 queries/s.
         pts = self.ours("slow5ms", "noop", [1, 128], "ours-slow5ms")
         heavy = pts[-1]
@@ -273,8 +269,6 @@ class Runner:
         return "\n\n".join(["### Overload (issue 4)", report.simple_table(pts), f"```\n{verdict}\n```"])
 
     def cleanup(self) -> None:
-        for p in self.procs:
-            _stop(p)
         if self.cluster is not None:
             self.cluster.stop()
             self.cluster = None
@@ -390,8 +384,8 @@ def main() -> None:
             raise SystemExit(130) from None
         finally:
             runner.cleanup()
-    cmd = "  ".join(["$", ".venv/bin/python bench/run.py", *sys.argv[1:]])
-    header = f"Command: `{cmd[3:]}`\n\nMachine: " + ", ".join(f"{k} {v}" for k, v in info.items())
+    cmd = " ".join([".venv/bin/python bench/run.py", *sys.argv[1:]])
+    header = f"Command: `{cmd}`\n\nMachine: " + ", ".join(f"{k} {v}" for k, v in info.items())
     md = "\n\n".join([header, *sections]) + "\n"
     (args.out / "latest.md").write_text(md)
     (args.out / "latest.json").write_text(
