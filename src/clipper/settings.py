@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,12 @@ class QueryFrontendSettings(BaseSettings):
     container_timeout_ms: int = Field(default=30_000, gt=0, description="Idle container is dropped after.")
     frontend_ttl_ms: int = Field(default=5_000, gt=0, description="Registry entry lifetime without refresh.")
     drain_timeout_ms: int = Field(default=10_000, ge=0, description="On stop, time to answer held queries.")
+    rpc_token: SecretStr | None = Field(
+        default=None, description="Containers must present it (ZMTP PLAIN); unset accepts any container."
+    )
+    query_token: SecretStr | None = Field(
+        default=None, description="Predict requests must carry `Authorization: Bearer <token>`; unset: open."
+    )
     log_level: str = "INFO"
 
 
@@ -50,6 +56,9 @@ class ManagementFrontendSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379"
     http_host: str = "127.0.0.1"
     management_port: int = Field(default=1338, ge=0, le=65535)
+    auth_token: SecretStr | None = Field(
+        default=None, description="/admin calls must carry `Authorization: Bearer <token>`; unset: open."
+    )
     log_level: str = "INFO"
 
 
@@ -73,3 +82,6 @@ class ContainerSettings(BaseSettings):
         default=None, description="'pkg.module:function' to serve instead of <model_path>/func.pkl."
     )
     ready_file: str | None = Field(default=None, description="Written once the model is loaded.")
+    rpc_token: SecretStr | None = Field(
+        default=None, description="Presented to frontends (ZMTP PLAIN password) when set."
+    )
