@@ -95,6 +95,17 @@ pass_state = click.make_pass_decorator(CliState)
 @click.option("--redis-ip", default=None, help="Use a Redis already running at this address instead.")
 @click.option("--cache-size", default=33554432, show_default=True, help="Prediction cache size in bytes.")
 @click.option("--frontends", default=1, show_default=True, help="Query frontends sharing the query port.")
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Leave the management API open (for Clipper 0.4 admin clients, which send no token).",
+)
+@click.option(
+    "--no-rpc-auth",
+    is_flag=True,
+    help="Accept model containers without the RPC token (for Clipper 0.4 containers).",
+)
+@click.option("--query-token", is_flag=True, help="Require a bearer token on predict requests too.")
 @pass_state
 def start(
     state: CliState,
@@ -105,10 +116,15 @@ def start(
     redis_ip: str | None,
     cache_size: int,
     frontends: int,
+    no_auth: bool,
+    no_rpc_auth: bool,
+    query_token: bool,
 ) -> None:
     """Start a local cluster.
 
     Redis, the management frontend and the query frontend keep running after this command exits.
+    Tokens live in the cluster's state directory (`secrets/`, owner-only); every `clipper` command of
+    this user finds them there.
     """
     manager = state.manager(
         clipper_query_port=query_port,
@@ -116,6 +132,9 @@ def start(
         clipper_rpc_port=rpc_port,
         redis_port=redis_port,
         redis_ip=redis_ip,
+        admin_auth=not no_auth,
+        rpc_auth=not no_rpc_auth,
+        query_auth=query_token,
     )
     with console.status(f"Starting cluster {state.cluster}..."):
         ClipperConnection(manager).start_clipper(cache_size=cache_size, num_frontend_replicas=frontends)
@@ -228,7 +247,9 @@ def predict(state: CliState, app: str, data: str) -> None:
     if not (isinstance(body, dict) and ("input" in body or "input_batch" in body)):
         body = {"input": body}
     conn = state.connect()
-    r = requests.post(f"http://{conn.get_query_addr()}/{app}/predict", json=body, timeout=30)
+    token = conn.cm.get_query_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = requests.post(f"http://{conn.get_query_addr()}/{app}/predict", json=body, headers=headers, timeout=30)
     if r.status_code != 200:
         raise CliError(f"{r.status_code}: {r.text}")
     console.print_json(r.text)

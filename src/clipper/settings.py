@@ -5,21 +5,62 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+SECRETS_DIR_VARIABLE = "CLIPPER_SECRETS_DIR"
 
 
 def _frontend_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class QueryFrontendSettings(BaseSettings):
+def reveal(secret: SecretStr | None) -> str | None:
+    """The plain value of an optional secret, for the one call that must send it."""
+    return secret.get_secret_value() if secret is not None else None
+
+
+class ClipperSettings(BaseSettings):
+    """Base of every settings class: secret fields may also come from files in `$CLIPPER_SECRETS_DIR`.
+
+    Each file is named after its field (`auth_token`, `rpc_token`, ...), so a secret never has to sit in
+    a process's environment, where `ps e`, `docker inspect` and manifests show it. Variables win over files.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        directory = os.environ.get(SECRETS_DIR_VARIABLE)
+        if not directory:
+            return init_settings, env_settings, dotenv_settings
+        if not Path(directory).is_dir():
+            raise ValueError(f"{SECRETS_DIR_VARIABLE}={directory} is not a directory")
+        files = SecretsSettingsSource(settings_cls, secrets_dir=directory, env_prefix="")
+        return init_settings, env_settings, dotenv_settings, files
+
+
+class QueryFrontendSettings(ClipperSettings):
     """What a query frontend reads from its environment."""
 
     model_config = SettingsConfigDict(env_prefix="CLIPPER_", frozen=True)
 
     redis_url: str = "redis://127.0.0.1:6379"
+    redis_password: SecretStr | None = Field(
+        default=None, description="Sent to Redis apart from the URL, so logs never show it."
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=1337, ge=0, le=65535)
     rpc_host: str = "127.0.0.1"
@@ -48,12 +89,15 @@ class QueryFrontendSettings(BaseSettings):
     log_level: str = "INFO"
 
 
-class ManagementFrontendSettings(BaseSettings):
+class ManagementFrontendSettings(ClipperSettings):
     """What the management frontend reads from its environment."""
 
     model_config = SettingsConfigDict(env_prefix="CLIPPER_", frozen=True)
 
     redis_url: str = "redis://127.0.0.1:6379"
+    redis_password: SecretStr | None = Field(
+        default=None, description="Sent to Redis apart from the URL, so logs never show it."
+    )
     http_host: str = "127.0.0.1"
     management_port: int = Field(default=1338, ge=0, le=65535)
     auth_token: SecretStr | None = Field(
@@ -62,7 +106,16 @@ class ManagementFrontendSettings(BaseSettings):
     log_level: str = "INFO"
 
 
-class ContainerSettings(BaseSettings):
+class AdminClientSettings(ClipperSettings):
+    """Tokens an admin client sends to a cluster its manager cannot read them from (a remote one)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIPPER_", frozen=True)
+
+    auth_token: SecretStr | None = Field(default=None, description="Sent as the management bearer token.")
+    query_token: SecretStr | None = Field(default=None, description="Sent as the predict bearer token.")
+
+
+class ContainerSettings(ClipperSettings):
     """A model container's environment, with Clipper's variable names (reference §4.7)."""
 
     model_config = SettingsConfigDict(env_prefix="CLIPPER_", frozen=True)

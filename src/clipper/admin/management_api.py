@@ -1,6 +1,7 @@
 """ManagementApi: the connection state and REST plumbing ClipperConnection's calls share.
 
-Every call to the cluster is a POST to the management frontend at the manager's admin address.
+Every call to the cluster is a POST to the management frontend at the manager's admin address, with the
+manager's admin token (if any) as `Authorization: Bearer`.
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ class ManagementApi:
         """POST to the management API; a non-200 answer becomes Clipper's ClipperException."""
         self._require_connection()
         url = f"http://{self.cm.get_admin_addr()}/admin/{endpoint}"
-        r = self._http.post(url, json=body, timeout=REQUEST_TIMEOUT_S)
+        r = self._http.post(url, json=body, headers=self._auth_headers(), timeout=REQUEST_TIMEOUT_S)
         if r.status_code != 200:
             msg = f"Received error status code: {r.status_code} and message: {r.text}"
             logger.error(msg)
             raise ClipperException(msg)
         return r
+
+    def _auth_headers(self) -> dict[str, str]:
+        """The manager's admin token as a bearer header; none when the cluster has no token."""
+        token = self.cm.get_admin_token()
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def _admin_json(self, endpoint: str, body: dict[str, Any]) -> Any:
         return self._admin(endpoint, body).json()

@@ -31,10 +31,16 @@ def find_redis_server(preferred: str | None = None) -> str:
     return found
 
 
-def redis_command(binary: str, port: int, data_dir: Path, host: str = "127.0.0.1") -> list[str]:
-    """Arguments for a persistent redis-server: AOF on, data in `data_dir`, bound to `host`."""
+def redis_command(
+    binary: str, port: int, data_dir: Path, host: str = "127.0.0.1", config_file: Path | None = None
+) -> list[str]:
+    """Arguments for a persistent redis-server: AOF on, data in `data_dir`, bound to `host`.
+
+    A password goes in `config_file` (0600), never on the command line, where `ps` shows it.
+    """
     return [
         binary,
+        *([str(config_file)] if config_file is not None else []),
         "--port", str(port),
         "--bind", host,
         "--dir", str(data_dir),
@@ -48,29 +54,44 @@ def redis_command(binary: str, port: int, data_dir: Path, host: str = "127.0.0.1
 
 
 def start_redis(
-    port: int, data_dir: Path, log_path: Path, binary: str | None = None, timeout_s: float = 10.0
+    port: int,
+    data_dir: Path,
+    log_path: Path,
+    binary: str | None = None,
+    timeout_s: float = 10.0,
+    *,
+    config_file: Path | None = None,
+    password: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start redis-server in its own session (it outlives the caller) and wait until it answers PING."""
+    """Start redis-server in its own session (it outlives the caller) and wait until it answers PING.
+
+    `config_file` sets the password (`requirepass`); `password` is what the readiness check sends.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            redis_command(find_redis_server(binary), port, data_dir),
+            redis_command(find_redis_server(binary), port, data_dir, config_file=config_file),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("CLIPPER_")},
         )
-    wait_for_redis("127.0.0.1", port, timeout_s, proc)
+    wait_for_redis("127.0.0.1", port, timeout_s, proc, password=password)
     return proc
 
 
 def wait_for_redis(
-    host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
+    host: str,
+    port: int,
+    timeout_s: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    *,
+    password: str | None = None,
 ) -> None:
-    """Poll PING until Redis answers; fail at once if the process exits."""
+    """Poll PING until Redis answers; fail at once if the process exits or refuses the password."""
     deadline = time.monotonic() + timeout_s
-    client = redis.Redis(host=host, port=port, socket_connect_timeout=0.5)
+    client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=0.5)
     try:
         while True:
             if proc is not None and proc.poll() is not None:
@@ -78,6 +99,8 @@ def wait_for_redis(
             try:
                 if client.ping():
                     return
+            except redis.exceptions.AuthenticationError as e:
+                raise ClusterError(f"Redis at {host}:{port} refused the password: {e}") from None
             except redis.exceptions.ConnectionError:
                 pass
             if time.monotonic() > deadline:

@@ -29,7 +29,7 @@ from clipper.schema import (
     Model,
     ModelInfo,
 )
-from clipper.settings import ManagementFrontendSettings
+from clipper.settings import ManagementFrontendSettings, reveal
 
 logger = logging.getLogger(__name__)
 
@@ -258,9 +258,9 @@ def _container_info(container: Container) -> ContainerInfo:
 
 async def run_management_frontend(settings: ManagementFrontendSettings) -> None:
     """Serve /admin at once (ping answers 503 until Redis is reachable) while connecting to Redis."""
-    management = Management(ConfigStore(settings.redis_url))
+    management = Management(ConfigStore(settings.redis_url, password=reveal(settings.redis_password)))
     config = uvicorn.Config(
-        build_management_app(management),
+        build_management_app(management, settings.auth_token),
         host=settings.http_host,
         port=settings.management_port,
         log_config=None,
@@ -269,10 +269,11 @@ async def run_management_frontend(settings: ManagementFrontendSettings) -> None:
     )
     server = uvicorn.Server(config)
     logger.info(
-        "Management frontend starting on http://%s:%d (Redis %s)",
+        "Management frontend starting on http://%s:%d (Redis %s, admin token %s)",
         settings.http_host,
         settings.management_port,
         management.redis_address,
+        "required" if settings.auth_token is not None else "NOT required",
     )
     connector = asyncio.create_task(management.connect(), name="redis-connect")
     try:

@@ -4,17 +4,21 @@ Same paths, fields, messages and statuses as Clipper 0.4 (reference §3.1): muta
 text, getters JSON, rejected calls 400 with the message as plain text. Errors Clipper never produced are
 FastAPI's JSON `{"detail": ...}`: 404/405 for unknown routes (Clipper dropped the connection), 503 while
 Redis is unreachable. The request Content-Type is not checked; the body is always read as JSON.
+With an admin token, every /admin route but /admin/ping (left open for health checks; it reveals only
+liveness) needs `Authorization: Bearer <token>`, else 401 with a JSON `{"error", "cause"}` body.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hmac
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel, ValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, SecretStr, ValidationError
 from redis.exceptions import RedisError
 
 from clipper.errors import ClipperError, InvalidInput
@@ -42,6 +46,45 @@ async def management_error_handler(_request: Request, exc: Exception) -> Respons
     """A rejected call: the message as a plain-text body, as Clipper's clients expect."""
     assert isinstance(exc, ClipperError)
     return PlainTextResponse(exc.msg, status_code=lookup(MANAGEMENT_ERRORS, exc))
+
+
+class NotAuthenticated(Exception):
+    """The request lacks the cluster's admin token, or carries another one."""
+
+
+async def not_authenticated_handler(_request: Request, exc: Exception) -> Response:
+    """401 with the challenge HTTP clients expect and an error body like the query frontend's."""
+    body = {"error": "Unauthorized", "cause": str(exc)}
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/json",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def require_bearer(token: SecretStr) -> Callable[..., Awaitable[None]]:
+    """A dependency that admits only `Authorization: Bearer <token>`; constant-time comparison."""
+    scheme = HTTPBearer(
+        auto_error=False,
+        scheme_name="admin token",
+        description="The cluster's admin token: `<state dir>/secrets/auth_token` of a local cluster.",
+    )
+    expected = token.get_secret_value().encode()
+
+    # `scheme` is local, so it cannot go in an Annotated hint (resolved against module globals).
+    async def check(
+        credentials: HTTPAuthorizationCredentials | None = Depends(scheme),  # noqa: B008
+    ) -> None:
+        if credentials is None:
+            raise NotAuthenticated(
+                "This cluster requires `Authorization: Bearer <token>`; ClipperConnection sends it "
+                "when it can read the cluster's secrets, or from CLIPPER_AUTH_TOKEN."
+            )
+        if not hmac.compare_digest(credentials.credentials.encode(), expected):
+            raise NotAuthenticated("The bearer token is not this cluster's admin token.")
+
+    return check
 
 
 async def parse_body(request: Request, model: type[R]) -> R:
@@ -100,13 +143,14 @@ def _dump(record: BaseModel | None) -> Response:
     return _json(record.model_dump() if record is not None else {})
 
 
-def build_management_app(management: Management) -> FastAPI:
-    """The management API as an ASGI app; OpenAPI docs at /docs."""
+def build_management_app(management: Management, auth_token: SecretStr | None = None) -> FastAPI:
+    """The management API as an ASGI app; OpenAPI docs at /docs. `auth_token`: required on /admin."""
     app = FastAPI(
         title="Clipper management API",
         summary="Register applications and models, link them, inspect replicas (Clipper 0.4 compatible).",
     )
     app.add_exception_handler(ClipperError, management_error_handler)
+    app.add_exception_handler(NotAuthenticated, not_authenticated_handler)
 
     @app.exception_handler(RedisError)
     async def _store_unavailable(_request: Request, exc: RedisError) -> Response:
@@ -124,7 +168,13 @@ def build_management_app(management: Management) -> FastAPI:
             raise HTTPException(503, f"Waiting for Redis at {management.redis_address}")
         return "PONG"
 
-    admin = APIRouter(prefix="/admin", dependencies=[Depends(require_store)])
+    guards = [Depends(require_store)]
+    if auth_token is not None:  # checked first: no answer, not even 503, to a caller without the token
+        guards.insert(0, Depends(require_bearer(auth_token)))
+    responses: dict[int | str, dict[str, Any]] = {}
+    if auth_token is not None:
+        responses[401] = {"description": 'Missing or wrong bearer token; body `{"error", "cause"}`.'}
+    admin = APIRouter(prefix="/admin", dependencies=guards, responses=responses)
 
     def text_post(path: str, body: type[BaseModel], tag: str) -> Callable[[Handler], Handler]:
         """A mutating call: a JSON body documented as `body`, answered in plain text as Clipper does."""

@@ -10,6 +10,7 @@ import abc
 from pathlib import Path
 
 from clipper.admin.exceptions import ClipperException
+from clipper.settings import AdminClientSettings, reveal
 
 # Ports inside a cluster, as Clipper fixes them.
 CLIPPER_INTERNAL_QUERY_PORT = 1337
@@ -131,6 +132,15 @@ class ContainerManager(abc.ABC):
         from clipper.errors import ClusterError
 
         raise ClusterError(f"{type(self).__name__} cannot change the number of query frontends")
+
+    def get_admin_token(self) -> str | None:
+        """Bearer token for the management API: here CLIPPER_AUTH_TOKEN (or its file in
+        CLIPPER_SECRETS_DIR); managers that can read the cluster's own secrets return those."""
+        return reveal(AdminClientSettings().auth_token)
+
+    def get_query_token(self) -> str | None:
+        """Bearer token for predict requests, when the cluster requires one (CLIPPER_QUERY_TOKEN here)."""
+        return reveal(AdminClientSettings().query_token)
 
     @abc.abstractmethod
     def get_admin_addr(self) -> str:
