@@ -53,15 +53,21 @@ class ConfigEvent:
 class ConfigStore:
     """Async access to one cluster's config store. Constructing it does no I/O; `start()` connects."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, password: str | None = None) -> None:
+        """`password` is kept apart from the URL, so `address` and the logs never carry it."""
         self.redis_url = redis_url
+        self._password = password
         self._dbs: dict[Db, aioredis.Redis] = {}
         self._tx: aioredis.Redis | None = None
 
     async def start(self) -> None:
         for db in Db:
-            self._dbs[db] = aioredis.Redis.from_url(self.redis_url, db=int(db), decode_responses=True)
-        self._tx = aioredis.Redis.from_url(self.redis_url, db=0, decode_responses=True)
+            self._dbs[db] = aioredis.Redis.from_url(
+                self.redis_url, db=int(db), decode_responses=True, password=self._password
+            )
+        self._tx = aioredis.Redis.from_url(
+            self.redis_url, db=0, decode_responses=True, password=self._password
+        )
         await self._tx.ping()
 
     async def start_retrying(self, retry_interval_s: float) -> None:

@@ -24,7 +24,7 @@ from clipper.frontends.query_http import QueryApp
 from clipper.query.processor import QueryProcessor
 from clipper.rpc.server import Replica, RpcServer
 from clipper.schema import Container, Frontend
-from clipper.settings import QueryFrontendSettings
+from clipper.settings import QueryFrontendSettings, reveal
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class StoreRecorder:
 async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Event) -> None:
     """Build and run one query frontend until `stop` is set, then drain and leave."""
     fid = settings.frontend_id
-    store = ConfigStore(settings.redis_url)
+    store = ConfigStore(settings.redis_url, password=reveal(settings.redis_password))
     await store.start_retrying(retry_interval_s=0.5)
     metrics = QueryMetrics(CollectorRegistry(), fid)
     recorder = StoreRecorder(store, fid)

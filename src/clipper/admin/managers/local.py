@@ -27,8 +27,16 @@ from clipper.admin.managers.process import (
     log_tail,
     wait_until,
 )
+from clipper.admin.managers.secrets import (
+    AUTH_TOKEN,
+    QUERY_TOKEN,
+    REDIS_PASSWORD,
+    RPC_TOKEN,
+    ClusterSecrets,
+)
 from clipper.config.redis_server import start_redis, wait_for_redis
 from clipper.errors import ClusterError
+from clipper.settings import SECRETS_DIR_VARIABLE
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +59,22 @@ class LocalContainerManager(ContainerManager):
         state_dir: str | os.PathLike[str] | None = None,
         redis_binary: str | None = None,
         start_timeout_s: float = 60.0,
+        *,
+        admin_auth: bool = True,
+        rpc_auth: bool = True,
+        query_auth: bool = False,
+        redis_password: str | None = None,
     ) -> None:
+        """`admin_auth`: /admin needs the cluster's token (off for Clipper 0.4 REST clients). `rpc_auth`:
+        containers must present the RPC token (off for Clipper 0.4 containers). `query_auth`: predict
+        requests need a query token. `redis_password`: of the Redis at `redis_ip` (our own Redis always
+        gets a generated one). Tokens are made once per state directory, in `<state_dir>/secrets`.
+        """
         self.cluster_name = cluster_name
         self.state_dir = cluster_state_dir(cluster_name, state_dir)
+        self.secrets = ClusterSecrets(self.state_dir.absolute() / "secrets")
+        self._auth = {AUTH_TOKEN: admin_auth, RPC_TOKEN: rpc_auth, QUERY_TOKEN: query_auth}
+        self._redis_password = redis_password
         self.procs = ProcessTable(self.state_dir)
         self.redis_ip = redis_ip
         self.redis_binary = redis_binary
@@ -102,10 +123,12 @@ class LocalContainerManager(ContainerManager):
         started: list[ProcessRecord] = []
         try:
             info = self._choose_ports(cache_size)
+            self._make_secrets(info.external_redis)
             if not info.external_redis:
                 started.append(self._start_redis(info.redis_port))
             else:
-                wait_for_redis(info.redis_host, info.redis_port, 10.0)
+                password = self.secrets.read(REDIS_PASSWORD)
+                wait_for_redis(info.redis_host, info.redis_port, 10.0, password=password)
             mgmt_env = self._redis_env(info) | {
                 "CLIPPER_HTTP_HOST": HOST,
                 "CLIPPER_MANAGEMENT_PORT": str(info.management_port),
@@ -149,9 +172,25 @@ class LocalContainerManager(ContainerManager):
             cache_size_bytes=cache_size_bytes,
         )
 
-    @staticmethod
-    def _redis_env(info: ClusterInfo) -> dict[str, str]:
-        return {"CLIPPER_REDIS_URL": f"redis://{info.redis_host}:{info.redis_port}"}
+    def _make_secrets(self, external_redis: bool) -> None:
+        """Create (once) or remove the secret files so they match this start's choices."""
+        wanted = {**self._auth, REDIS_PASSWORD: not external_redis or self._redis_password is not None}
+        given = {REDIS_PASSWORD: self._redis_password} if self._redis_password is not None else {}
+        self.secrets.enable(wanted, given)
+
+    def _secrets_env(self) -> dict[str, str]:
+        """Where processes read their secrets: a path, so no value is in an environment or record."""
+        return {SECRETS_DIR_VARIABLE: str(self.secrets.directory)}
+
+    def _redis_env(self, info: ClusterInfo) -> dict[str, str]:
+        return {"CLIPPER_REDIS_URL": f"redis://{info.redis_host}:{info.redis_port}"} | self._secrets_env()
+
+    def get_admin_token(self) -> str | None:
+        """The token in the cluster's state directory, so any process of this user can administer it."""
+        return self.secrets.read(AUTH_TOKEN) or super().get_admin_token()
+
+    def get_query_token(self) -> str | None:
+        return self.secrets.read(QUERY_TOKEN) or super().get_query_token()
 
     def _spawn_frontend(self, info: ClusterInfo, index: int) -> ProcessRecord:
         """Start query frontend `index`: frontend 0 takes the cluster's RPC port, the others free ones."""
@@ -212,7 +251,13 @@ class LocalContainerManager(ContainerManager):
         log_path = self.procs.logs_dir / "redis.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         proc = start_redis(
-            port, self.state_dir / "redis", log_path, self.redis_binary, timeout_s=self.start_timeout_s
+            port,
+            self.state_dir / "redis",
+            log_path,
+            self.redis_binary,
+            timeout_s=self.start_timeout_s,
+            config_file=self.secrets.redis_config(),
+            password=self.secrets.read(REDIS_PASSWORD),
         )
         cmd = [str(a) for a in proc.args]  # type: ignore[union-attr]  # start_redis passes a list
         return self.procs.record("redis", proc, cmd, {}, log_path, ports={"redis": port})
@@ -333,7 +378,7 @@ class LocalContainerManager(ContainerManager):
                 "CLIPPER_IP": HOST,
                 "CLIPPER_PORT": seed_port,
                 "CLIPPER_INPUT_TYPE": input_type,
-            } | _model_source(image)
+            } | _model_source(image) | self._secrets_env()  # locally, one user: the replica may read it all
             self.procs.spawn(role, ["clipper.runtime"], env, model_name=name, model_version=version)
 
     def check_model_replicas(self, name: str, version: str) -> None:
