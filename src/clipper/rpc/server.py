@@ -4,11 +4,17 @@ Each container connection is an asyncio protocol on the event loop, so receiving
 happen on one thread with no lock, no I/O thread and no copy beyond the socket's. A container that goes
 away closes its TCP connection, and `connection_lost` removes it at once: its queries are retried or
 answered in milliseconds instead of Clipper's 30-40 s.
+
+The port is open to anything that can reach it, so it is bounded: frame, message and command sizes (small
+until a container has registered), a deadline for the handshake and registration, a cap on connections, a
+bound on how long a replica may hold a batch, and, when the frontend has a token, ZMTP PLAIN with the token
+as the password (without one it speaks NULL, which Clipper 0.4 containers need).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import socket
@@ -16,14 +22,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from clipper.rpc import codec, zmtp
 from clipper.types import InputType
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
-_GREETING = zmtp.greeting(as_server=True)
+_GREETINGS = {m: zmtp.greeting(as_server=True, mechanism=m) for m in (zmtp.NULL, zmtp.PLAIN)}
 _READY = zmtp.ready(b"ROUTER")
+_UNREGISTERED_FRAMES = 16  # a NewContainer has 7; nothing larger is due before registration
 
 
 class ReplicaGone(Exception):
@@ -31,46 +40,99 @@ class ReplicaGone(Exception):
 
 
 class Peer(asyncio.Protocol):
-    """One container's TCP connection, speaking ZMTP as a ROUTER would."""
+    """One container's TCP connection, speaking ZMTP as a ROUTER would (NULL, or PLAIN with a token)."""
 
     def __init__(self, server: RpcServer) -> None:
         self._server = server
-        self._parser = zmtp.Parser()
+        self._parser = zmtp.Parser(server.unregistered_limits)
         self.transport: asyncio.Transport | None = None
         self.name = "?"
+        self._awaiting = b"READY" if server.mechanism == zmtp.NULL else b"HELLO"  # b"" once open
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport is not a subclass
+        peername = transport.get_extra_info("peername")
+        self.name = f"{peername[0]}:{peername[1]}" if peername else "?"
+        if not self._server.connected(self):
+            transport.close()
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peername = transport.get_extra_info("peername")
-        self.name = f"{peername[0]}:{peername[1]}" if peername else "?"
-        transport.write(_GREETING)  # type: ignore[attr-defined]
-        self._server.connected(self)
+        transport.write(_GREETINGS[self._server.mechanism])  # type: ignore[attr-defined]
+        self._deadline = asyncio.get_running_loop().call_later(
+            self._server.handshake_timeout_s, self._handshake_expired
+        )
 
     def data_received(self, data: bytes) -> None:
         try:
             for item in self._parser.feed(data):
                 if isinstance(item, zmtp.Command):
                     self._command(item)
-                else:
+                elif not self._awaiting:
                     self._server.received(self, item)
+                else:
+                    raise zmtp.ZmtpError("message before the ZMTP handshake completed")
         except (zmtp.ZmtpError, codec.ProtocolError) as e:
             logger.warning("Closing RPC connection from %s: %s", self.name, e)
+            if self.transport is not None:
+                self.transport.write(zmtp.error(str(e)))
             self.close()
 
     def _command(self, cmd: zmtp.Command) -> None:
         assert self.transport is not None
-        if cmd.name == b"READY":
-            self.transport.write(_READY)
+        if self._awaiting:
+            self._handshake(cmd)
         elif cmd.name == b"PING":
             self.transport.write(zmtp.pong(cmd))
         elif cmd.name == b"ERROR":
             logger.warning("RPC peer %s reported an error: %r", self.name, cmd.body[1:])
 
+    def _handshake(self, cmd: zmtp.Command) -> None:
+        """Check the peer's mechanism, then its READY (NULL) or HELLO and INITIATE (PLAIN)."""
+        assert self.transport is not None
+        mechanism = self._server.mechanism
+        if self._parser.mechanism != mechanism:
+            hint = " (set CLIPPER_RPC_TOKEN on the container)" if mechanism == zmtp.PLAIN else ""
+            raise zmtp.ZmtpError(
+                f"peer uses the {self._parser.mechanism!r} mechanism, this frontend {mechanism!r}{hint}"
+            )
+        if cmd.name == b"ERROR":
+            raise zmtp.ZmtpError(f"peer refused the handshake: {cmd.body[1:]!r}")
+        if cmd.name != self._awaiting:
+            raise zmtp.ZmtpError(f"expected {self._awaiting.decode()}, got {cmd.name!r}")
+        if cmd.name == b"HELLO":
+            _, password = zmtp.hello_credentials(cmd.body)
+            if not self._server.token_matches(password):
+                raise zmtp.ZmtpError("wrong RPC token (PLAIN password); check CLIPPER_RPC_TOKEN")
+            self.transport.write(zmtp.WELCOME)
+            self._awaiting = b"INITIATE"
+            return
+        zmtp.ready_properties(cmd.body)  # READY or INITIATE: its metadata must at least parse
+        self.transport.write(_READY)
+        self._awaiting = b""
+
+    def _handshake_expired(self) -> None:
+        self._deadline = None
+        logger.info(
+            "Closing RPC connection from %s: no handshake and registration within %.1f s",
+            self.name, self._server.handshake_timeout_s,
+        )  # fmt: skip
+        self.close()
+
+    def registering(self) -> None:
+        """It sent NewContainer: the handshake deadline is met and full-size messages may follow."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._parser.limits = self._server.limits
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._server.lost(self)
 
     def send(self, frames: list[bytes]) -> None:
@@ -96,6 +158,7 @@ class Replica:
     replica_id: int = -1
     last_seen_ns: int = 0
     in_flight: int = 0
+    busy_since_ns: int = 0  # when it was given its oldest unanswered batch, or last answered one
     follows_frontends: bool = False
 
     @property
@@ -117,7 +180,11 @@ class RpcListener:
 
 
 class RpcServer:
-    """Listens on the RPC port, registers containers, answers heartbeats and sends batches."""
+    """Listens on the RPC port, registers containers, answers heartbeats and sends batches.
+
+    `batch_timeout_ms` bounds how long a replica may hold a batch; `min_batch_timeout_ns` (the longest app
+    SLO, asked once per heartbeat interval) keeps that bound from cutting a batch short of its SLO.
+    """
 
     def __init__(
         self,
@@ -127,13 +194,41 @@ class RpcServer:
         *,
         heartbeat_interval_ms: int = 1000,
         container_timeout_ms: int = 30_000,
+        rpc_token: SecretStr | None = None,
+        limits: zmtp.Limits | None = None,
+        handshake_timeout_ms: int = 5_000,
+        max_connections: int = 1024,
+        batch_timeout_ms: int = 60_000,
+        min_batch_timeout_ns: Callable[[], int] = lambda: 0,
         clock: Clock = time.monotonic_ns,
     ) -> None:
+        for name, value in (
+            ("heartbeat_interval_ms", heartbeat_interval_ms),
+            ("container_timeout_ms", container_timeout_ms),
+            ("handshake_timeout_ms", handshake_timeout_ms),
+            ("max_connections", max_connections),
+            ("batch_timeout_ms", batch_timeout_ms),
+        ):
+            if value <= 0:
+                raise ValueError(f"RpcServer {name} must be positive, got {value}")
         self.host = host
         self.port = port
         self._listener = listener
         self._heartbeat_interval_s = heartbeat_interval_ms / 1000
         self._timeout_ns = container_timeout_ms * 1_000_000
+        self._token = rpc_token.get_secret_value().encode() if rpc_token is not None else None
+        self.mechanism = zmtp.NULL if self._token is None else zmtp.PLAIN
+        self.limits = limits if limits is not None else zmtp.Limits()
+        self.unregistered_limits = zmtp.Limits(
+            message_bytes=min(self.limits.message_bytes, self.limits.command_bytes),
+            message_frames=min(self.limits.message_frames, _UNREGISTERED_FRAMES),
+            command_bytes=self.limits.command_bytes,
+        )
+        self.handshake_timeout_s = handshake_timeout_ms / 1000
+        self._max_connections = max_connections
+        self._refused = 0  # connections refused since the count was last under the cap
+        self._batch_timeout_ns = batch_timeout_ms * 1_000_000
+        self._min_batch_timeout_ns = min_batch_timeout_ns
         self._clock = clock
         self._server: asyncio.Server | None = None
         self._replicas: dict[Peer, Replica] = {}
@@ -176,12 +271,31 @@ class RpcServer:
     def send_predict(self, replica: Replica, msg_id: int, inputs: list[bytes]) -> None:
         """Send one batch; raise ReplicaGone if the container disconnected."""
         replica.peer.send(codec.encode_predict_request(msg_id, replica.input_type, inputs))
+        if not replica.in_flight:
+            replica.busy_since_ns = self._clock()
         replica.in_flight += 1
 
     # --- receiving --------------------------------------------------------------------------
 
-    def connected(self, peer: Peer) -> None:
+    def connected(self, peer: Peer) -> bool:
+        """Admit a new connection unless `max_connections` are open; a burst of refusals is logged once."""
+        if len(self._peers) >= self._max_connections:
+            if not self._refused:
+                logger.warning(
+                    "RPC connection limit (%d) reached: refusing new connections (first from %s)",
+                    self._max_connections, peer.name,
+                )  # fmt: skip
+            self._refused += 1
+            return False
+        if self._refused:
+            logger.warning("RPC connections accepted again after %d were refused", self._refused)
+            self._refused = 0
         self._peers.add(peer)
+        return True
+
+    def token_matches(self, password: bytes) -> bool:
+        """Whether a PLAIN password is this frontend's token, in time independent of where they differ."""
+        return self._token is not None and hmac.compare_digest(password, self._token)
 
     def received(self, peer: Peer, frames: list[bytes]) -> None:
         """One message from a container."""
@@ -193,6 +307,7 @@ class RpcServer:
             if replica is None:
                 return  # a late answer from a container we already dropped
             replica.in_flight = max(0, replica.in_flight - 1)
+            replica.busy_since_ns = replica.last_seen_ns
             self._listener.response(replica, msg)
         elif isinstance(msg, codec.Heartbeat):
             registered = replica is not None or peer in self._registering
@@ -207,6 +322,7 @@ class RpcServer:
                 )  # fmt: skip
                 return
             self._registering.add(peer)
+            peer.registering()
             self._spawn(self._register(peer, msg))
 
     def lost(self, peer: Peer) -> None:
@@ -290,10 +406,18 @@ class RpcServer:
     # --- liveness ---------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        """Drop containers silent for too long. One busy with a batch is not silent: Clipper's bug #4."""
+        """Drop idle containers silent for too long, and busy ones holding a batch for too long.
+
+        A busy container may be silent (its model runs; Clipper's bug #4), but not for longer than the batch
+        bound, heartbeats or not: its queries then go to another replica or get the default output.
+        """
         while True:
             await asyncio.sleep(self._heartbeat_interval_s)
             now = self._clock()
+            batch_timeout_ns = max(self._batch_timeout_ns, self._min_batch_timeout_ns())
             for replica in list(self._replicas.values()):
-                if replica.in_flight == 0 and now - replica.last_seen_ns > self._timeout_ns:
+                if replica.in_flight:
+                    if now - replica.busy_since_ns > batch_timeout_ns:
+                        self._remove(replica, f"batch unanswered for over {batch_timeout_ns // 1_000_000} ms")
+                elif now - replica.last_seen_ns > self._timeout_ns:
                     self._remove(replica, "no heartbeat")

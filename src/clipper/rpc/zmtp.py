@@ -1,9 +1,10 @@
-"""ZMTP 3.0 with the NULL mechanism (the wire under ZeroMQ's DEALER/ROUTER), as pure functions and a parser.
+"""ZMTP 3.0 with the NULL and PLAIN mechanisms (the wire under ZeroMQ's DEALER/ROUTER), as pure functions.
 
 Both ends speak it in-process instead of through libzmq: libzmq hands every message to an I/O thread, which
 on our 2-core machines cost ~70 us per round trip against ~13 us for plain TCP. The bytes on the wire are
 the same, so a Clipper container linked against libzmq still talks to our frontend, and our runtime to a
-libzmq ROUTER. Only what DEALER<->ROUTER needs is here: greeting, READY, PING/PONG, ERROR and messages.
+libzmq ROUTER. Only what DEALER<->ROUTER needs is here: greeting, READY, PLAIN's HELLO/WELCOME/INITIATE
+(RFC 24), PING/PONG, ERROR and messages. The parser enforces size limits on what a peer may make us buffer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 GREETING_SIZE = 64
+SIGNATURE_SIZE = 11  # signature and major version: what a peer must see before libzmq sends the rest
+NULL = b"NULL"
+PLAIN = b"PLAIN"
 _SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
 _MORE = 0x01
 _LONG = 0x02
@@ -22,23 +26,42 @@ _U32 = struct.Struct(">I")
 
 
 class ZmtpError(ValueError):
-    """The peer does not speak ZMTP 3 with the NULL mechanism, or broke the framing."""
+    """The peer does not speak ZMTP 3 with a mechanism we support, or broke the framing."""
 
 
-def greeting(as_server: bool) -> bytes:
-    """Our 64-byte greeting: signature, version 3.0, mechanism NULL, as-server flag, filler."""
-    return _SIGNATURE + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + bytes([as_server]) + b"\x00" * 31
+class LimitExceeded(ZmtpError):
+    """The peer announced a frame, message or command larger than this end accepts."""
 
 
-def check_greeting(data: bytes) -> None:
-    """Accept a peer's greeting of any ZMTP 3.x minor version with the NULL mechanism."""
+@dataclass(slots=True, frozen=True)
+class Limits:
+    """What one peer may make the parser buffer; the defaults fit any batch the frontend sends or gets."""
+
+    message_bytes: int = 256 * 1024 * 1024
+    message_frames: int = 65_536
+    command_bytes: int = 16 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("message_bytes", "message_frames", "command_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)}")
+
+
+def greeting(as_server: bool, mechanism: bytes = NULL) -> bytes:
+    """Our 64-byte greeting: signature, version 3.0, mechanism, as-server flag, filler."""
+    return _SIGNATURE + b"\x03\x00" + mechanism.ljust(20, b"\x00") + bytes([as_server]) + b"\x00" * 31
+
+
+def check_greeting(data: bytes) -> bytes:
+    """The mechanism of a peer's greeting of any ZMTP 3.x minor version; NULL and PLAIN are accepted."""
     if data[0] != 0xFF or data[9] != 0x7F:
         raise ZmtpError("not a ZeroMQ peer (bad greeting signature)")
     if data[10] < 3:
         raise ZmtpError(f"peer speaks ZMTP {data[10]}.{data[11]}; version 3 is required")
-    mechanism = data[12:32].rstrip(b"\x00")
-    if mechanism != b"NULL":
-        raise ZmtpError(f"peer asks for security mechanism {mechanism!r}; only NULL is supported")
+    mechanism = bytes(data[12:32]).rstrip(b"\x00")
+    if mechanism not in (NULL, PLAIN):
+        raise ZmtpError(f"peer asks for security mechanism {mechanism!r}; only NULL and PLAIN are supported")
+    return mechanism
 
 
 def _frame_header(flags: int, size: int) -> bytes:
@@ -53,12 +76,37 @@ def command(name: bytes, body: bytes) -> bytes:
     return _frame_header(_COMMAND, len(payload)) + payload
 
 
-def ready(socket_type: bytes) -> bytes:
-    """The NULL handshake's READY command with Socket-Type and an empty Identity, as libzmq sends it."""
+def _metadata(socket_type: bytes) -> bytes:
     props = b""
     for name, value in ((b"Socket-Type", socket_type), (b"Identity", b"")):
         props += bytes((len(name),)) + name + _U32.pack(len(value)) + value
-    return command(b"READY", props)
+    return props
+
+
+def ready(socket_type: bytes) -> bytes:
+    """The READY command with Socket-Type and an empty Identity, as libzmq sends it."""
+    return command(b"READY", _metadata(socket_type))
+
+
+def initiate(socket_type: bytes) -> bytes:
+    """PLAIN's INITIATE: the client's metadata, sent once the server has said WELCOME."""
+    return command(b"INITIATE", _metadata(socket_type))
+
+
+def hello(username: bytes, password: bytes) -> bytes:
+    """PLAIN's HELLO: the client's username and password, each at most 255 bytes."""
+    if len(username) > 255 or len(password) > 255:
+        raise ValueError("PLAIN username and password must be at most 255 bytes each")
+    return command(b"HELLO", bytes((len(username),)) + username + bytes((len(password),)) + password)
+
+
+WELCOME = command(b"WELCOME", b"")
+
+
+def error(reason: str) -> bytes:
+    """An ERROR command; the reason is cut to the 255 bytes the wire allows."""
+    data = reason.encode()[:255]
+    return command(b"ERROR", bytes((len(data),)) + data)
 
 
 def encode(frames: list[bytes]) -> bytes:
@@ -71,15 +119,27 @@ def encode(frames: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def hello_credentials(body: bytes) -> tuple[bytes, bytes]:
+    """Username and password of a HELLO command body."""
+    if not body or body[0] + 2 > len(body) or 1 + body[0] + 1 + body[1 + body[0]] != len(body):
+        raise ZmtpError("malformed HELLO command")
+    n = body[0]
+    return body[1 : 1 + n], body[2 + n :]
+
+
 def ready_properties(body: bytes) -> dict[str, bytes]:
-    """Properties of a READY command body (after its name)."""
+    """Properties of a READY or INITIATE command body (after its name)."""
     props = {}
     pos = 0
     while pos < len(body):
         n = body[pos]
+        if pos + 1 + n + 4 > len(body):
+            raise ZmtpError("malformed metadata property")
         name = body[pos + 1 : pos + 1 + n].decode("ascii", errors="replace")
         pos += 1 + n
         (size,) = _U32.unpack_from(body, pos)
+        if pos + 4 + size > len(body):
+            raise ZmtpError(f"metadata property {name!r} overruns its command")
         props[name] = body[pos + 4 : pos + 4 + size]
         pos += 4 + size
     return props
@@ -94,12 +154,24 @@ class Command:
 
 
 class Parser:
-    """Turns received bytes into the peer's greeting, commands and messages, however the bytes are split."""
+    """Turns received bytes into the peer's greeting, commands and messages, however the bytes are split.
 
-    def __init__(self) -> None:
+    A frame whose header announces more than `limits` allow raises LimitExceeded before its body is
+    buffered, so a peer can make us hold at most one frame header plus the limits. `limits` may be
+    replaced between feeds (the frontend keeps them small until a container has registered).
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits if limits is not None else Limits()
+        self.mechanism: bytes | None = None  # the peer's, once its greeting has arrived
         self._buf = bytearray()
-        self._greeted = False
         self._frames: list[bytes] = []
+        self._message_bytes = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held between feeds: an incomplete frame and the frames of an incomplete message."""
+        return len(self._buf) + self._message_bytes
 
     def feed(self, data: bytes | memoryview) -> Iterator[Command | list[bytes]]:
         """Yield each complete command and message in `data` (plus what earlier calls left over).
@@ -109,13 +181,13 @@ class Parser:
         buf = self._buf
         buf += data
         pos = 0
-        if not self._greeted:
+        if self.mechanism is None:
             if len(buf) < GREETING_SIZE:
                 return
-            check_greeting(bytes(buf[:GREETING_SIZE]))
-            self._greeted = True
+            self.mechanism = check_greeting(bytes(buf[:GREETING_SIZE]))
             pos = GREETING_SIZE
         end = len(buf)
+        limits = self.limits
         try:
             while end - pos >= 2:
                 flags = buf[pos]
@@ -127,6 +199,18 @@ class Parser:
                 else:
                     size = buf[pos + 1]
                     start = pos + 2
+                if flags & _COMMAND:
+                    if size > limits.command_bytes:
+                        raise LimitExceeded(
+                            f"command of {size} bytes exceeds the limit of {limits.command_bytes}"
+                        )
+                elif self._message_bytes + size > limits.message_bytes:
+                    raise LimitExceeded(
+                        f"message of over {self._message_bytes + size} bytes exceeds the limit of"
+                        f" {limits.message_bytes}"
+                    )
+                elif len(self._frames) >= limits.message_frames:
+                    raise LimitExceeded(f"message of over {limits.message_frames} frames exceeds the limit")
                 if end - start < size:
                     break
                 body = bytes(buf[start : start + size])
@@ -137,9 +221,11 @@ class Parser:
                     yield Command(body[1 : 1 + body[0]], body[1 + body[0] :])
                 elif flags & _MORE:
                     self._frames.append(body)
+                    self._message_bytes += size
                 else:
                     self._frames.append(body)
                     message, self._frames = self._frames, []
+                    self._message_bytes = 0
                     yield message
         finally:
             del buf[:pos]

@@ -53,20 +53,22 @@ def main() -> int:
     try:
         input_type = InputType.parse_env(settings.input_type)
         predict = load_predict_function(settings)
+        container = ModelContainer(settings, predict, input_type=input_type)  # it reads CLIPPER_RPC_TOKEN
     except ClipperError as e:
         logger.error("%s", e)
         return 1
     if settings.ready_file:
         Path(settings.ready_file).write_text(f"{settings.model_name}:{settings.model_version}\n")
-    container = ModelContainer(settings, predict, input_type=input_type)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         container.stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     logger.info(
-        "serving %s:%s to %s:%d", settings.model_name, settings.model_version, settings.ip, settings.port
-    )
+        "serving %s:%s to %s:%d (%s)",
+        settings.model_name, settings.model_version, settings.ip, settings.port,
+        "with an RPC token" if settings.rpc_token is not None else "without an RPC token",
+    )  # fmt: skip
     try:
         container.run()
     finally:

@@ -3,6 +3,8 @@
 Behaves like Clipper 0.4's Python container (reference §4.5) with two fixes: the frontend host name is
 resolved again on every reconnect (§9 #18), and a failing batch is answered with a ContainerError while the
 container keeps serving (§9 #5). Predict runs on the loop thread; frames pass only through `rpc.codec`.
+It reads the frontend's greeting before finishing its own, so it speaks PLAIN (presenting CLIPPER_RPC_TOKEN)
+to a frontend that asks for it and NULL to one that does not (Clipper's, or ours without a token).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 
 import numpy as np
 
+from clipper.errors import ClipperError
 from clipper.rpc import codec, zmtp
 from clipper.runtime.closure import PredictFunction
 from clipper.runtime.inputs import MalformedInput, decode_inputs
@@ -27,16 +30,20 @@ _MAX_REMEMBERED_ERRORS = 256
 _CONNECT_TIMEOUT_S = 1.0
 _HANDSHAKE_TIMEOUT_S = 5.0
 _SEND_TIMEOUT_S = 30.0
+_REFUSED_RETRY_S = 5.0  # a frontend that refused our token is asked again this rarely
 _RECV_BYTES = 256 * 1024
-_HELLO = zmtp.greeting(as_server=False) + zmtp.ready(b"DEALER")
+_SIGNATURE = zmtp.greeting(as_server=False)[: zmtp.SIGNATURE_SIZE]
+_USERNAME = b"clipper"
 
 
 class _Link:
     """One ZMTP (DEALER) connection to one query frontend, over a plain blocking TCP socket."""
 
-    def __init__(self, address: str, seed: bool) -> None:
+    def __init__(self, address: str, seed: bool, token: bytes | None) -> None:
         self.address = address
         self.seed = seed
+        self._token = token
+        self._retry_ns = 0  # no connection attempt before this (monotonic ns)
         self.sock: socket.socket | None = None
         self.parser = zmtp.Parser()
         # One receive buffer per link: recv(n) would allocate (and, past glibc's mmap threshold, map and
@@ -47,7 +54,9 @@ class _Link:
         self.frontends: list[str] = []  # the live frontends, as this one last told us
 
     def connect(self) -> bool:
-        """Connect and send our greeting, READY and a heartbeat; False (retried later) if refused."""
+        """Connect, handshake (NULL or PLAIN, as the frontend asks) and send a heartbeat; False if not now."""
+        if time.monotonic_ns() < self._retry_ns:
+            return False
         host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
         try:
             sock = socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S)
@@ -57,26 +66,64 @@ class _Link:
         self.sock = sock
         self.parser = zmtp.Parser()
         # libzmq stalls on a message that arrives in the same segment as the handshake: wait for its READY.
-        if not self.send_raw(_HELLO) or not self._await_ready():
+        if not self._handshake():
             self.close()
             return False
         sock.settimeout(_SEND_TIMEOUT_S)
         return self.send(codec.encode_heartbeat())
 
-    def _await_ready(self) -> bool:
-        assert self.sock is not None
+    def _handshake(self) -> bool:
+        """Send our signature, learn the frontend's mechanism from its greeting, then finish in it."""
         deadline = time.monotonic() + _HANDSHAKE_TIMEOUT_S
+        # libzmq sends the rest of its greeting only after it has seen our signature and major version.
+        if not self.send_raw(_SIGNATURE) or self._await(b"", deadline) is None:
+            return False
+        mechanism = self.parser.mechanism
+        if mechanism == zmtp.NULL:
+            rest = zmtp.greeting(as_server=False)[zmtp.SIGNATURE_SIZE :] + zmtp.ready(b"DEALER")
+            return self.send_raw(rest) and self._await(b"READY", deadline) is not None
+        if self._token is None:
+            self._refused("it requires a token and CLIPPER_RPC_TOKEN is not set")
+            return False
+        rest = zmtp.greeting(as_server=False, mechanism=zmtp.PLAIN)[zmtp.SIGNATURE_SIZE :]
+        if not self.send_raw(rest + zmtp.hello(_USERNAME, self._token)):
+            return False
+        if self._await(b"WELCOME", deadline) is None or not self.send_raw(zmtp.initiate(b"DEALER")):
+            return False
+        return self._await(b"READY", deadline) is not None
+
+    def _await(self, name: bytes, deadline: float) -> zmtp.Command | None:
+        """Read until the frontend's command `name` (b"": its greeting) arrives; None if it does not."""
+        assert self.sock is not None
         while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
             try:
                 data = self.sock.recv(4096)
             except OSError:
-                return False
+                return None
             if not data:
-                return False
+                if self.parser.mechanism == zmtp.PLAIN:
+                    self._refused("it closed the connection during the PLAIN handshake")
+                return None
             for item in self.parser.feed(data):
-                if isinstance(item, zmtp.Command) and item.name == b"READY":
-                    return True
-        return False
+                if isinstance(item, zmtp.Command) and item.name == b"ERROR":
+                    self._refused(f"it answered {item.body[1:].decode(errors='replace')!r}")
+                    return None
+                if isinstance(item, zmtp.Command) and item.name == name:
+                    return item
+            if not name and self.parser.mechanism is not None:
+                return zmtp.Command(b"", b"")
+        return None
+
+    def _refused(self, why: str) -> None:
+        """The frontend will not take us as we are: say so, and ask again only every few seconds."""
+        plain = self.parser.mechanism == zmtp.PLAIN
+        hint = "CLIPPER_RPC_TOKEN is missing or wrong" if plain else "see its log"
+        logger.error(
+            "frontend %s refused the connection: %s. %s; retrying in %.0f s",
+            self.address, why, hint, _REFUSED_RETRY_S,
+        )  # fmt: skip
+        self._retry_ns = time.monotonic_ns() + int(_REFUSED_RETRY_S * 1e9)
 
     def send(self, frames: list[bytes]) -> bool:
         return self.send_raw(zmtp.encode(frames))
@@ -115,6 +162,10 @@ class ModelContainer:
         self._settings = settings
         self._predict = predict
         self._input_type = input_type if input_type is not None else InputType.parse_env(settings.input_type)
+        token = settings.rpc_token.get_secret_value().encode() if settings.rpc_token is not None else None
+        if token is not None and len(token) > 255:
+            raise ClipperError("CLIPPER_RPC_TOKEN is longer than 255 bytes, the most ZMTP PLAIN carries")
+        self._token = token
         self._stopping = threading.Event()
         self._lock = threading.RLock()
         self._wake: socket.socket | None = None
@@ -180,7 +231,7 @@ class ModelContainer:
         for address in wanted:
             link = links.get(address)
             if link is None:
-                link = links[address] = _Link(address, seed=not learned)
+                link = links[address] = _Link(address, seed=not learned, token=self._token)
             if link.sock is None and link.connect():
                 logger.debug("connected to %s", address)
 
