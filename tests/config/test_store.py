@@ -126,7 +126,7 @@ async def test_container_records(store: ConfigStore) -> None:
     assert await store.get_container("m", "1", 7) is None
     await store.remove_frontend_containers("fe-a")
     assert await store.list_containers() == [container("1", 1, "fe-b")]
-    await store.remove_container("m", "1", 1)
+    await store.remove_containers([("m", "1", 1)])
     assert await store.list_containers() == []
 
 

@@ -39,6 +39,7 @@ class Db(enum.IntEnum):
 
 CURRENT_VERSION_PREFIX = "CURRENT_MODEL_VERSION:"
 REPLICA_COUNTER_PREFIX = "REPLICA_COUNTER:"
+MAX_CONNECTIONS_PER_DB = 16
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,21 +54,23 @@ class ConfigEvent:
 class ConfigStore:
     """Async access to one cluster's config store. Constructing it does no I/O; `start()` connects."""
 
-    def __init__(self, redis_url: str, password: str | None = None) -> None:
-        """`password` is kept apart from the URL, so `address` and the logs never carry it."""
+    def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
-        self._password = password
         self._dbs: dict[Db, aioredis.Redis] = {}
         self._tx: aioredis.Redis | None = None
 
     async def start(self) -> None:
         for db in Db:
-            self._dbs[db] = aioredis.Redis.from_url(
-                self.redis_url, db=int(db), decode_responses=True, password=self._password
+            # A bounded pool that waits for a free connection: a burst of a thousand container
+            # registrations or removals queues here instead of failing with MaxConnectionsError.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.redis_url,
+                db=int(db),
+                decode_responses=True,
+                max_connections=MAX_CONNECTIONS_PER_DB,
             )
-        self._tx = aioredis.Redis.from_url(
-            self.redis_url, db=0, decode_responses=True, password=self._password
-        )
+            self._dbs[db] = aioredis.Redis(connection_pool=pool)
+        self._tx = aioredis.Redis.from_url(self.redis_url, db=0, decode_responses=True)
         await self._tx.ping()
 
     async def start_retrying(self, retry_interval_s: float) -> None:
@@ -275,8 +278,11 @@ class ConfigStore:
             },
         )
 
-    async def remove_container(self, name: str, version: str, replica_id: int) -> None:
-        await self._dbs[Db.CONTAINERS].delete(f"{name},{version},{replica_id}")
+    async def remove_containers(self, replicas: Iterable[tuple[str, str, int]]) -> None:
+        """Delete the records of (model, version, replica id) triples in one command."""
+        keys = [f"{name},{version},{replica_id}" for name, version, replica_id in replicas]
+        if keys:
+            await self._dbs[Db.CONTAINERS].delete(*keys)
 
     async def get_container(self, name: str, version: str, replica_id: int) -> Container | None:
         fields = await self._hash(Db.CONTAINERS, f"{name},{version},{replica_id}")

