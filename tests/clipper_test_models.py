@@ -56,3 +56,15 @@ def wrong_count(inputs):
 def empty(inputs):
     """Answers every input with an empty string."""
     return [""] * len(inputs)
+
+
+_slowed = False
+
+
+def slow_once(inputs):
+    """The first batch sleeps TEST_SLOW_S (a warm-up, a GC pause); every later one is fast."""
+    global _slowed
+    if not _slowed:
+        _slowed = True
+        time.sleep(float(os.environ.get("TEST_SLOW_S", "1.0")))
+    return [str(np.asarray(x).sum()) for x in inputs]

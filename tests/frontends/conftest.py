@@ -43,7 +43,10 @@ class QueryCluster:
 
     def _spawn(self, cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}-{len(self.procs)}.log", "wb")
-        full_env = {**os.environ, "PYTHONPATH": f"{TESTS_DIR}:{TESTS_DIR.parent}", **env}
+        # An inherited PYTHONPATH stays in front: a worktree's `src` then wins over the editable install.
+        inherited = os.environ.get("PYTHONPATH")
+        path = os.pathsep.join(filter(None, [inherited, str(TESTS_DIR), str(TESTS_DIR.parent)]))
+        full_env = {**os.environ, "PYTHONPATH": path, **env}
         proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc

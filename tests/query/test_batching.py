@@ -46,15 +46,37 @@ def test_queue_orders_by_deadline_and_drops_expired():
     queue.push(100, "expired")
     queue.push(200, "soon")
     dropped: list[str] = []
-    assert queue.take(limit=5, horizon_ns=150, expired=dropped.append) == ["soon", "late"]
+    assert queue.take(limit=5, now_ns=100, horizon_ns=150, expired=dropped.append) == ["soon", "late"]
     assert dropped == ["expired"]
+
+
+def test_queries_the_estimate_calls_late_expire_while_others_can_make_it():
+    queue: DeadlineQueue[str] = DeadlineQueue(max_entries=10)
+    queue.push(120, "hopeless")
+    queue.push(200, "on time")
+    dropped: list[str] = []
+    assert queue.take(limit=5, now_ns=100, horizon_ns=150, expired=dropped.append) == ["on time"]
+    assert dropped == ["hopeless"]
+
+
+def test_when_the_estimate_calls_every_query_late_the_latest_due_are_sent_anyway():
+    # One slow batch can push the latency estimate past every deadline; sending nothing would keep the
+    # estimate there for good, so the queries that are not yet late go out and their answer corrects it.
+    queue: DeadlineQueue[str] = DeadlineQueue(max_entries=10)
+    for deadline, name in ((90, "expired"), (110, "a"), (120, "b"), (130, "c")):
+        queue.push(deadline, name)
+    dropped: list[str] = []
+    assert queue.take(limit=2, now_ns=100, horizon_ns=10_000, expired=dropped.append) == ["b", "c"]
+    assert dropped == ["expired"]
+    assert queue.take(limit=2, now_ns=100, horizon_ns=10_000, expired=dropped.append) == ["a"]
+    assert len(queue) == 0
 
 
 def test_queue_take_respects_limit():
     queue: DeadlineQueue[int] = DeadlineQueue(max_entries=10)
     for i in range(5):
         queue.push(1000 + i, i)
-    assert queue.take(limit=2, horizon_ns=0, expired=lambda _: None) == [0, 1]
+    assert queue.take(limit=2, now_ns=0, horizon_ns=0, expired=lambda _: None) == [0, 1]
     assert len(queue) == 3
 
 

@@ -46,6 +46,12 @@ class QueryMetrics:
             "clipper_cache_lookups", "Prediction cache lookups (Clipper: internal:prediction_cache_lookups)",
             ["model", "version", "result"], registry=registry,
         )  # fmt: skip
+        self._stray = Counter(
+            "clipper_rpc_stray_answers",
+            "Answers a container sent for a batch it was not given (dropped)",
+            ["model", "version"],
+            registry=registry,
+        )
         self._info = Gauge("clipper_frontend_info", "This frontend's id", ["frontend"], registry=registry)
         self._info.labels(**labels).set(1)
         self._apps: dict[str, AppStats] = {}
@@ -95,6 +101,9 @@ class QueryMetrics:
 
     def rejected(self, app: str) -> None:
         self._app(app).rejected += 1
+
+    def stray_answer(self, model: str, version: str) -> None:
+        self._stray.labels(model, version).inc()
 
     def watch_queues(self, lengths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
         """Report queue lengths when scraped, so the query path never touches a gauge."""

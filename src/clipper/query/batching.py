@@ -58,17 +58,33 @@ class DeadlineQueue(Generic[T]):
         """Re-queue an item that was already accepted (a retry): never refused for size."""
         heapq.heappush(self._heap, (deadline_ns, -next(self._seq), item))
 
-    def take(self, limit: int, horizon_ns: int, expired: Callable[[T], None]) -> list[T]:
-        """Up to `limit` items with the earliest deadlines after `horizon_ns`; those before it expire."""
+    def take(self, limit: int, now_ns: int, horizon_ns: int, expired: Callable[[T], None]) -> list[T]:
+        """Up to `limit` items with the earliest deadlines after `horizon_ns`; those before it expire.
+
+        `horizon_ns` is `now_ns` plus the expected latency: an item due before it would probably be late.
+        When no item is due after the horizon, the latest-due items that are not yet late (due after
+        `now_ns`) are taken anyway: an idle replica never waits while queries could still be answered, and
+        the answer corrects an expected latency that one slow batch made too high.
+        """
         heap = self._heap
         out: list[T] = []
+        hopeless: list[tuple[int, int, T]] = []
         while heap and len(out) < limit:
-            deadline, _, item = heapq.heappop(heap)
-            if deadline <= horizon_ns:
-                expired(item)
+            entry = heapq.heappop(heap)
+            deadline = entry[0]
+            if deadline <= now_ns:
+                expired(entry[2])
+            elif deadline <= horizon_ns:
+                hopeless.append(entry)
             else:
-                out.append(item)
-        return out
+                out.append(entry[2])
+        if out:
+            for entry in hopeless:
+                expired(entry[2])
+            return out
+        for entry in hopeless[:-limit]:
+            heapq.heappush(heap, entry)
+        return [entry[2] for entry in hopeless[-limit:]]
 
     def drain(self) -> list[T]:
         """Remove and return everything (shutdown, version gone)."""

@@ -8,6 +8,7 @@ the request's future, which the SLO timer completes in every case.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
@@ -60,6 +61,8 @@ class MetricsSink(Protocol):
 
     def rejected(self, app: str) -> None: ...
 
+    def stray_answer(self, model: str, version: str) -> None: ...
+
 
 @dataclass(slots=True)
 class AppRoute:
@@ -92,7 +95,7 @@ class VersionState:
     queue: DeadlineQueue[Query]
     sizer: AimdBatchSizer
     replicas: list[Replica] = field(default_factory=list)
-    idle: list[Replica] = field(default_factory=list)
+    idle: collections.deque[Replica] = field(default_factory=collections.deque)  # longest idle first
     pending: dict[bytes, Query] = field(default_factory=dict)
     wake: asyncio.Handle | None = None
     latency_ns: float = 0.0  # moving average of send-to-answer time of a batch
@@ -243,7 +246,9 @@ class QueryProcessor(RpcListener):
                     request.resolve(i, hit)
                     continue
                 shared = state.pending.get(data)
-                if shared is not None:
+                # A query past its own deadline may sit on a replica that never answers: a later request
+                # for the same input gets a query of its own (and takes the pending slot) instead.
+                if shared is not None and shared.deadline_ns >= now:
                     shared.waiters.append((request, i))
                     continue
             query = Query(data, deadline, [(request, i)])
@@ -284,10 +289,10 @@ class QueryProcessor(RpcListener):
             # output instead of costing model time: under overload this keeps the model on queries
             # that can still make it, where plain earliest-deadline-first would serve only late ones.
             horizon = now + int(state.latency_ns)
-            batch = queue.take(state.sizer.limit, horizon, lambda q: self._finish(state, q, SLO_ANSWER))
+            batch = queue.take(state.sizer.limit, now, horizon, lambda q: self._finish(state, q, SLO_ANSWER))
             if not batch:
                 break
-            replica = state.idle.pop()
+            replica = state.idle.popleft()  # round robin: a newly connected replica does not take all work
             msg_id = next(self._msg_ids) & 0xFFFFFFFF
             try:
                 assert self.transport is not None
@@ -339,9 +344,13 @@ class QueryProcessor(RpcListener):
         self._dispatch(state)
 
     def response(self, replica: Replica, msg: codec.PredictResponse | codec.ContainerError) -> None:
-        flight = self._in_flight.pop(msg.msg_id, None)
-        if flight is None:
+        flight = self._in_flight.get(msg.msg_id)
+        if flight is None or flight.replica is not replica:
+            # Not an answer to a batch this replica holds (message ids are one counter for every
+            # replica): another container's batch stays its own, and the stray is only counted.
+            self._metrics.stray_answer(replica.model_name, replica.model_version)
             return
+        del self._in_flight[msg.msg_id]
         state, batch = flight.state, flight.batch
         now = self._clock()
         state.sizer.observe(len(batch), all(q.deadline_ns >= now for q in batch))
