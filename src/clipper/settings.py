@@ -78,6 +78,20 @@ class QueryFrontendSettings(ClipperSettings):
     )
     heartbeat_interval_ms: int = Field(default=1000, gt=0)
     container_timeout_ms: int = Field(default=30_000, gt=0, description="Idle container is dropped after.")
+    rpc_max_message_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0, description="Largest RPC message a container may send (a batch)."
+    )
+    rpc_max_message_frames: int = Field(
+        default=65_536, gt=0, description="Most frames in one RPC message; keep above max_batch_size_entries."
+    )
+    rpc_max_command_bytes: int = Field(default=16 * 1024, gt=0, description="Largest ZMTP command accepted.")
+    rpc_handshake_timeout_ms: int = Field(
+        default=5_000, gt=0, description="A connection must finish ZMTP and register within this."
+    )
+    rpc_max_connections: int = Field(default=1024, gt=0, description="Past it, new RPC connections close.")
+    rpc_batch_timeout_ms: int = Field(
+        default=60_000, gt=0, description="A replica holding a batch longer (and the longest SLO) is dropped."
+    )
     frontend_ttl_ms: int = Field(default=5_000, gt=0, description="Registry entry lifetime without refresh.")
     drain_timeout_ms: int = Field(default=10_000, ge=0, description="On stop, time to answer held queries.")
     rpc_token: SecretStr | None = Field(

@@ -23,6 +23,7 @@ from clipper.frontends.metrics import QueryMetrics
 from clipper.frontends.query_http import QueryApp
 from clipper.query.processor import QueryProcessor
 from clipper.rpc.server import Replica, RpcServer
+from clipper.rpc.zmtp import Limits
 from clipper.schema import Container, Frontend
 from clipper.settings import QueryFrontendSettings
 
@@ -106,6 +107,16 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         processor,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         container_timeout_ms=settings.container_timeout_ms,
+        rpc_token=settings.rpc_token,
+        limits=Limits(
+            message_bytes=settings.rpc_max_message_bytes,
+            message_frames=settings.rpc_max_message_frames,
+            command_bytes=settings.rpc_max_command_bytes,
+        ),
+        handshake_timeout_ms=settings.rpc_handshake_timeout_ms,
+        max_connections=settings.rpc_max_connections,
+        batch_timeout_ms=settings.rpc_batch_timeout_ms,
+        min_batch_timeout_ns=lambda: max((app.slo_ns for app in processor.apps.values()), default=0),
     )
     processor.transport = rpc
     metrics.watch_queues(processor.queue_lengths)
