@@ -76,6 +76,17 @@ class QueryFrontendSettings(ClipperSettings):
         gt=0,
         description="Idle client connections close after; keep it above any load balancer's.",
     )
+    max_header_bytes: int = Field(default=64 * 1024, gt=0, description="A longer request head gets 431.")
+    header_timeout_s: float = Field(default=20.0, gt=0, description="A head slower than this gets 408.")
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, description="A body stalled this long, or slower than 16 KiB/s past it, gets 408."
+    )
+    max_connections: int = Field(
+        default=10_000, gt=0, description="Open HTTP connections; lowered at start to fit the open-file limit"
+    )
+    max_inputs_per_request: int | None = Field(
+        default=None, gt=0, description="Larger input_batch gets 413; unset: queue_max_entries."
+    )
     heartbeat_interval_ms: int = Field(default=1000, gt=0)
     container_timeout_ms: int = Field(default=30_000, gt=0, description="Idle container is dropped after.")
     rpc_max_message_bytes: int = Field(

@@ -18,9 +18,11 @@ from clipper.errors import (
     UnknownApp,
     UnknownVersion,
 )
+from clipper.query.inputs import TooManyInputs
 
 # Query edge: status and Clipper's `error` name of the `{"error": ..., "cause": ...}` body (reference §2.6).
 HTTP_ERRORS: dict[type[ClipperError], tuple[int, str]] = {
+    TooManyInputs: (413, "Request too large"),  # not 503: a retry of the same batch can never pass
     InvalidInput: (400, "Json error"),
     UnknownVersion: (400, "Query processing error"),
     UnknownApp: (404, "Unknown application"),

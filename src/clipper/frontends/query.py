@@ -18,14 +18,14 @@ from prometheus_client import CollectorRegistry
 
 from clipper.config.store import ConfigStore
 from clipper.frontends.follower import ConfigFollower
-from clipper.frontends.http1 import HttpServer
+from clipper.frontends.http1 import FD_RESERVE_MIN, HttpServer
 from clipper.frontends.metrics import QueryMetrics
 from clipper.frontends.query_http import QueryApp
 from clipper.query.processor import QueryProcessor
 from clipper.rpc.server import Replica, RpcServer
 from clipper.rpc.zmtp import Limits
 from clipper.schema import Container, Frontend
-from clipper.settings import QueryFrontendSettings
+from clipper.settings import QueryFrontendSettings, reveal
 
 logger = logging.getLogger(__name__)
 
@@ -121,13 +121,24 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
     processor.transport = rpc
     metrics.watch_queues(processor.queue_lengths)
     follower = ConfigFollower(store, processor, rpc.set_frontends)
-    app = QueryApp(processor, metrics, fid)
+    app = QueryApp(
+        processor,
+        metrics,
+        fid,
+        max_inputs=settings.max_inputs_per_request or settings.queue_max_entries,
+        query_token=reveal(settings.query_token),
+    )
     http = HttpServer(
         app,
         settings.http_host,
         settings.http_port,
         max_body_bytes=settings.max_body_bytes,
         keepalive_timeout_s=settings.keepalive_timeout_s,
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        max_connections=settings.max_connections,
+        reserved_fds=settings.rpc_max_connections + FD_RESERVE_MIN,  # containers, Redis, logs
     )
     await store.remove_frontend_containers(fid)
     await follower.start()

@@ -1,13 +1,15 @@
 """The query frontend's HTTP edge: POST /<app>/predict, GET /metrics, GET /health.
 
-It parses, calls the QueryProcessor and formats Clipper's response JSON; nothing else. Bytes are written
-by hand because this is the hottest code in the system and a framework costs more than it gives here.
+It checks the bearer token (when one is set), parses, calls the QueryProcessor and formats Clipper's
+response JSON; nothing else. Bytes are written by hand because this is the hottest code in the system and
+a framework costs more than it gives here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 
@@ -19,14 +21,20 @@ from clipper.frontends.errors import HTTP_ERRORS, error_body, lookup
 from clipper.frontends.http1 import Respond, Response
 from clipper.frontends.metrics import QueryMetrics
 from clipper.query.answers import DefaultAnswer, PendingRequest, embed_json
-from clipper.query.fastjson import parse_doubles
-from clipper.query.inputs import parse_request
+from clipper.query.fastjson import batch_length, parse_doubles
+from clipper.query.inputs import TooManyInputs, parse_request
 from clipper.query.processor import AppRoute, QueryProcessor
 from clipper.types import InputType
 
 logger = logging.getLogger(__name__)
 
 JSON_HEADERS = [("content-type", "application/json")]
+UNAUTHORIZED: Response = (
+    401,
+    [*JSON_HEADERS, ("www-authenticate", "Bearer")],
+    error_body("Unauthorized", "this frontend requires an Authorization: Bearer <token> header"),
+)
+_NUMERIC = (InputType.DOUBLES, InputType.FLOATS, InputType.INTEGERS)
 
 
 def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, int]:
@@ -53,17 +61,33 @@ def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, int]:
 class QueryApp:
     """The HTTP application of one query frontend, served by `http1.HttpServer`."""
 
-    def __init__(self, processor: QueryProcessor, metrics: QueryMetrics, frontend_id: str) -> None:
+    def __init__(
+        self,
+        processor: QueryProcessor,
+        metrics: QueryMetrics,
+        frontend_id: str,
+        *,
+        max_inputs: int,
+        query_token: str | None = None,
+    ) -> None:
+        """`max_inputs` bounds one request's batch; with `query_token`, all but /health need the token."""
         self.processor = processor
         self.metrics = metrics
         self.frontend_id = frontend_id
+        self.max_inputs = max_inputs
+        self._token = None if query_token is None else query_token.encode()
         self.ready = False
         self.draining = False
         self.in_flight = 0
         self._idle = asyncio.Event()
 
-    def handle(self, method: str, path: str, body: bytes, respond: Respond) -> None:
+    def handle(
+        self, method: str, path: str, body: bytes, respond: Respond, authorization: bytes | None
+    ) -> None:
         """Route one request (the `HttpApp` of `http1.HttpServer`); `respond` is called once."""
+        if self._token is not None and path != "/health" and not self.authorized(authorization):
+            respond(UNAUTHORIZED)
+            return
         parts = path.strip("/").split("/")
         if method == "POST" and len(parts) == 2 and parts[1] == "predict":
             self.predict(parts[0], body, respond)
@@ -84,6 +108,14 @@ class QueryApp:
         else:
             respond((404, JSON_HEADERS, error_body("Not found", f"No route for {method} {path}")))
 
+    def authorized(self, authorization: bytes | None) -> bool:
+        """Whether an Authorization header value carries this frontend's bearer token."""
+        assert self._token is not None
+        if authorization is None:
+            return False
+        scheme, _, token = authorization.strip().partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._token)
+
     async def drained(self, timeout_s: float) -> None:
         """Wait until every predict request in hand is answered, at most `timeout_s`."""
         if self.in_flight:
@@ -94,7 +126,9 @@ class QueryApp:
     def parse(self, app_name: str, raw: bytes) -> tuple[AppRoute, list[bytes], bool, str | None]:
         """The app's route, then the body's inputs (as container bytes), whether it is a batch, version."""
         route = self.processor.route(app_name)
-        parsed = parse_doubles(raw) if route.input_type is InputType.DOUBLES else None
+        if len(raw) > 3 * self.max_inputs:  # shorter bodies cannot hold more (`[],` or `"",` per input)
+            self.refuse_huge_batch(raw, route.input_type)
+        parsed = parse_doubles(raw, self.max_inputs) if route.input_type is InputType.DOUBLES else None
         if parsed is None:
             try:
                 body = orjson.loads(raw)
@@ -102,8 +136,20 @@ class QueryApp:
                 raise InvalidInput(f"Error parsing JSON: {e}") from e
             # Both `true` and `false` contain an "e", and one memchr over the body is far cheaper than a
             # check per element; a body with an "e" elsewhere (exponents, "version") just takes the check.
-            parsed = parse_request(body, route.input_type, b"e" in raw)
+            parsed = parse_request(body, route.input_type, b"e" in raw, self.max_inputs)
         return (route, *parsed)
+
+    def refuse_huge_batch(self, raw: bytes, input_type: InputType) -> None:
+        """TooManyInputs for a batch over `max_inputs`, found without decoding the body into objects.
+
+        Each numeric input opens one `[` and each string input has two quotes, so counting those bytes
+        bounds the batch at memchr speed; only a body over the bound is counted exactly (by simdjson).
+        """
+        bound = raw.count(b"[") if input_type in _NUMERIC else raw.count(b'"') // 2
+        if bound > self.max_inputs:
+            count = batch_length(raw)
+            if count is not None and count > self.max_inputs:
+                raise TooManyInputs(count, self.max_inputs)
 
     def error_response(self, app_name: str, error: ClipperError) -> Response:
         """Clipper's `{"error", "cause"}` body with the status this edge gives the error's class."""

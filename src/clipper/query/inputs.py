@@ -14,6 +14,16 @@ from typing import Any
 from clipper.errors import InvalidInput
 from clipper.types import InputType
 
+
+class TooManyInputs(InvalidInput):
+    """A batch holds more inputs than one request may carry; retrying cannot help, so it is no 503."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(
+            f"input_batch has {count} inputs; a request may carry at most {limit} (max_inputs_per_request)"
+        )
+
+
 _ARRAY_CODES = {InputType.DOUBLES: "d", InputType.FLOATS: "f", InputType.INTEGERS: "i"}
 _FLOAT_MAX = 3.4028234663852886e38
 
@@ -74,10 +84,11 @@ def encode_input(value: Any, input_type: InputType, field: str, may_hold_bools: 
 
 
 def parse_request(
-    body: Any, input_type: InputType, may_hold_bools: bool = True
+    body: Any, input_type: InputType, may_hold_bools: bool = True, max_inputs: int | None = None
 ) -> tuple[list[bytes], bool, str | None]:
     """(inputs, is_batch, requested version) from a decoded predict body.
 
+    A batch longer than `max_inputs` raises TooManyInputs before any input is converted.
     `may_hold_bools=False` (the raw body has no `true`/`false`) skips the per-element boolean check,
     which costs more than the rest of the parsing on large numeric inputs.
     """
@@ -96,6 +107,8 @@ def parse_request(
             raise InvalidInput(
                 f"Type mismatch! JSON key input_batch expected type Array but found type {_json_type(batch)}"
             )
+        if max_inputs is not None and len(batch) > max_inputs:
+            raise TooManyInputs(len(batch), max_inputs)
         inputs = [
             encode_input(v, input_type, f"input_batch[{i}]", may_hold_bools) for i, v in enumerate(batch)
         ]
