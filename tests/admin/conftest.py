@@ -19,8 +19,8 @@ from clipper.runtime.closure import save_closure
 from tests.conftest import free_port
 
 
-def make_manager(state_dir: Path, name: str | None = None) -> LocalContainerManager:
-    """A manager for a fresh cluster on free ports, its state under `state_dir`."""
+def make_manager(state_dir: Path, name: str | None = None, **options: Any) -> LocalContainerManager:
+    """A manager for a fresh cluster on free ports, its state under `state_dir`; `options` for auth."""
     return LocalContainerManager(
         cluster_name=name or f"test-{uuid.uuid4().hex[:8]}",
         clipper_query_port=free_port(),
@@ -28,6 +28,7 @@ def make_manager(state_dir: Path, name: str | None = None) -> LocalContainerMana
         clipper_rpc_port=free_port(),
         redis_port=free_port(),
         state_dir=state_dir,
+        **options,
     )
 
 

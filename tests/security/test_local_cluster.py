@@ -6,7 +6,6 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import redis
 import requests
@@ -104,7 +103,6 @@ def test_no_secret_in_logs_records_command_lines_or_environments(
 ) -> None:
     # A refused call, an accepted one and a prediction first, so every log has had its chance to leak.
     requests.post(f"http://{cluster.get_admin_addr()}/admin/get_all_models", json={}, timeout=10)
-    ClipperConnection(LocalContainerManager(cluster.cluster_name, state_dir=cluster.state_dir)).connect()
     values = secret_values(cluster)
     conn = ClipperConnection(LocalContainerManager(cluster.cluster_name, state_dir=cluster.state_dir))
     conn.connect()
@@ -145,17 +143,7 @@ def test_secrets_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_auth_off_leaves_the_api_open_for_clipper_clients(tmp_path: Path) -> None:
-    manager = make_manager(tmp_path)
-    manager = LocalContainerManager(
-        manager.cluster_name,
-        clipper_query_port=manager._requested["query"],
-        clipper_management_port=manager._requested["management"],
-        clipper_rpc_port=manager._requested["rpc"],
-        redis_port=manager._requested["redis"],
-        state_dir=tmp_path,
-        admin_auth=False,
-        rpc_auth=False,
-    )
+    manager = make_manager(tmp_path, admin_auth=False, rpc_auth=False)
     ClipperConnection(manager).start_clipper()
     try:
         present = {p.name for p in (tmp_path / "secrets").iterdir()}
@@ -164,7 +152,3 @@ def test_auth_off_leaves_the_api_open_for_clipper_clients(tmp_path: Path) -> Non
         assert requests.post(url, json={"verbose": False}, timeout=10).status_code == 200
     finally:
         manager.stop_all()
-
-
-def _psutil_is_used() -> None:
-    psutil.Process()
