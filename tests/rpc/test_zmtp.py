@@ -72,3 +72,72 @@ def test_libzmq_router_and_our_dealer_exchange_messages():
     finally:
         router.close(0)
         ctx.term()
+
+
+LIMITS = zmtp.Limits(message_bytes=1000, message_frames=4, command_bytes=100)
+
+
+def _greeted_parser() -> zmtp.Parser:
+    parser = zmtp.Parser(LIMITS)
+    assert list(parser.feed(zmtp.greeting(as_server=False))) == []
+    return parser
+
+
+def test_a_frame_announcing_more_than_the_limit_is_refused_from_its_header_alone():
+    parser = _greeted_parser()
+    with pytest.raises(zmtp.LimitExceeded, match="limit of 1000"):
+        list(parser.feed(b"\x02" + (2**63).to_bytes(8, "big")))  # 2^63 bytes announced, none sent
+    assert parser.buffered <= 9
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (zmtp.encode([b"a" * 600, b"b" * 600]), "limit of 1000"),
+        (zmtp.encode([b""] * 5), "over 4 frames"),
+        (zmtp.command(b"READY", b"p" * 200), "limit of 100"),
+    ],
+    ids=["message-bytes", "frames", "command-bytes"],
+)
+def test_messages_and_commands_past_the_limits_are_refused(wire, message):
+    with pytest.raises(zmtp.LimitExceeded, match=message):
+        list(_greeted_parser().feed(wire))
+
+
+def test_messages_at_the_limits_pass():
+    frames = [b"a" * 250] * 4
+    wire = zmtp.encode(frames) + zmtp.command(b"PING", b"\x00\x00" + b"c" * 93)
+    assert list(_greeted_parser().feed(wire)) == [frames, zmtp.Command(b"PING", b"\x00\x00" + b"c" * 93)]
+
+
+@pytest.mark.parametrize("field", ["message_bytes", "message_frames", "command_bytes"])
+def test_limits_must_be_positive(field):
+    with pytest.raises(ValueError, match=f"Limits.{field} must be positive"):
+        zmtp.Limits(**{field: 0})
+
+
+def test_plain_greeting_and_commands_round_trip():
+    parser = zmtp.Parser()
+    wire = (
+        zmtp.greeting(False, zmtp.PLAIN)
+        + zmtp.hello(b"user", b"pass")
+        + zmtp.WELCOME
+        + zmtp.initiate(b"DEALER")
+    )
+    hello, welcome, initiate = parser.feed(wire)
+    assert parser.mechanism == zmtp.PLAIN
+    assert zmtp.hello_credentials(hello.body) == (b"user", b"pass")
+    assert welcome == zmtp.Command(b"WELCOME", b"")
+    assert zmtp.ready_properties(initiate.body)["Socket-Type"] == b"DEALER"
+
+
+@pytest.mark.parametrize("body", [b"", b"\x05ab", b"\x01a\x05xy", b"\x01a\x01xy"])
+def test_malformed_hello_is_a_zmtp_error(body):
+    with pytest.raises(zmtp.ZmtpError, match="malformed HELLO"):
+        zmtp.hello_credentials(body)
+
+
+@pytest.mark.parametrize("body", [b"\x0bSocket-Type", b"\x01a\x00\x00\x00\x09abc", b"\x09ab"])
+def test_malformed_metadata_is_a_zmtp_error(body):
+    with pytest.raises(zmtp.ZmtpError, match="metadata"):
+        zmtp.ready_properties(body)
