@@ -25,7 +25,7 @@ class App:
         self.authorization: bytes | None = None  # of the last request
 
     def handle(
-        self, method: str, path: str, body: bytes, respond: Respond, authorization: bytes | None
+        self, method: str, path: str, body: bytes, respond: Respond, authorization: bytes | None = None
     ) -> None:
         self.authorization = authorization
         if path == "/raise":
