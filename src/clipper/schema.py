@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from clipper.errors import InvalidInput
 from clipper.types import InputType
@@ -17,6 +17,9 @@ NO_CONTAINER = "NO_CONTAINER"
 DEFAULT_POLICY = "DefaultOutputSelectionPolicy"
 NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 FORBIDDEN_NAME_CHARS = (",", ":")
+# The same two rules as (anchored) JSON Schema patterns, so the OpenAPI document states what is enforced.
+DNS_LABEL_SCHEMA_PATTERN = f"^{NAME_PATTERN.pattern}$"
+KEY_PART_SCHEMA_PATTERN = "^[^" + "".join(FORBIDDEN_NAME_CHARS) + "]*$"
 
 
 def check_dns_label(kind: str, value: str) -> str:
@@ -33,7 +36,14 @@ def _app_name(value: str) -> str:
     return check_dns_label("application name", value)
 
 
-AppName = Annotated[str, AfterValidator(_app_name)]
+AppName = Annotated[
+    str,
+    AfterValidator(_app_name),
+    Field(
+        json_schema_extra={"pattern": DNS_LABEL_SCHEMA_PATTERN},
+        description="A DNS-1123 label: lower case alphanumerics and '-', alphanumeric at both ends.",
+    ),
+]
 
 
 OverloadPolicy = Literal["reject", "default"]
@@ -134,12 +144,38 @@ class Frontend(BaseModel):
     http_address: str
 
 
+# --- error bodies -----------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """Clipper's JSON error body (query edge, and a 401 from the management API)."""
+
+    error: str = Field(description="The kind of error, e.g. `Json error`.")
+    cause: str = Field(description="What went wrong, naming the field or resource.")
+
+
+class Detail(BaseModel):
+    """Errors Clipper never produced, in FastAPI's shape (e.g. 503 while Redis is unreachable)."""
+
+    detail: str
+
+
 # --- management API requests ----------------------------------------------------------------
 # Bodies of the /admin POST calls (reference §3.1). Strict like Clipper's rapidjson checks: `"5"` is not an
-# int, `1.0` is not an int, `"true"` is not a bool; ints are int32. Unknown keys are refused.
+# int, `1.5` is not an int, `"true"` is not a bool; ints are int32. Unknown keys are refused. An integral
+# number written with a fraction or exponent (`1.0`, `1e3`) is an integer, as JSON Schema (and so the
+# OpenAPI document) defines it; Clipper refused those.
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
+
+
+def _integral(value: object) -> object:
+    """`1.0` -> `1`, so strict int fields accept every number JSON Schema calls an integer."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Constraints before the validator, so they stay on the integer and appear in the JSON Schema.
+Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX), BeforeValidator(_integral)]
 
 
 def _input_type(value: str) -> str:
@@ -152,7 +188,29 @@ def _input_type(value: str) -> str:
 InputTypeName = Annotated[
     str,
     AfterValidator(_input_type),
-    Field(description="bytes, integers, floats, doubles or strings (or a Clipper alias such as `d`)."),
+    Field(
+        json_schema_extra={"enum": list(InputType.spellings())},
+        description="bytes, integers, floats, doubles or strings (or a Clipper alias such as `d`).",
+    ),
+]
+
+# Checked by the management frontend after batch_size, in Clipper's order and words (reference §3.1), so
+# the pattern is documented here rather than enforced by pydantic, which would check it first.
+KeyPart = Annotated[
+    str,
+    Field(
+        json_schema_extra={"pattern": KEY_PART_SCHEMA_PATTERN},
+        description="No ',' or ':' (they delimit Clipper's Redis keys and lists).",
+    ),
+]
+
+# Positive or -1 (adaptive); checked first by the management frontend, with Clipper's message.
+BatchSize = Annotated[
+    Int32,
+    Field(
+        json_schema_extra={"anyOf": [{"const": -1}, {"minimum": 1}]},
+        description="Largest batch sent to a replica: positive, or -1 for adaptive.",
+    ),
 ]
 
 
@@ -166,7 +224,9 @@ class AddAppRequest(_Request):
     name: AppName
     input_type: InputTypeName
     default_output: str = Field(description="Answer returned when no model replies within the SLO.")
-    latency_slo_micros: int = Field(gt=0, le=INT32_MAX, description="End-to-end budget per query, in µs.")
+    latency_slo_micros: Annotated[int, BeforeValidator(_integral)] = Field(
+        gt=0, le=INT32_MAX, description="End-to-end budget per query, in µs."
+    )
     on_overload: OverloadPolicy = Field(default="reject", description=_ON_OVERLOAD_HELP)
 
 
@@ -179,13 +239,13 @@ class AppNameRequest(_Request):
 class AddModelRequest(_Request):
     """`add_model`: register a model version and make it current."""
 
-    model_name: str
-    model_version: str
-    labels: list[str]
+    model_name: KeyPart
+    model_version: KeyPart
+    labels: list[KeyPart]
     input_type: InputTypeName
     container_name: str = Field(description=f"Image of the model's containers, or {NO_CONTAINER}.")
     model_data_path: str
-    batch_size: Int32 = Field(description="Largest batch sent to a replica; -1 = adaptive.")
+    batch_size: BatchSize
 
 
 class ModelVersionRequest(_Request):
@@ -196,10 +256,21 @@ class ModelVersionRequest(_Request):
 
 
 class ModelLinksRequest(_Request):
-    """`add_model_links`, `delete_model_links` (an app links at most one model)."""
+    """`delete_model_links`."""
 
     app_name: str
     model_names: list[str]
+
+
+class AddModelLinksRequest(_Request):
+    """`add_model_links`: an app links exactly one model.
+
+    The length is checked by the management frontend after the app and models are found (Clipper's
+    order and messages), so it is documented here rather than enforced by pydantic.
+    """
+
+    app_name: str
+    model_names: list[str] = Field(json_schema_extra={"minItems": 1, "maxItems": 1})
 
 
 class AppLinksRequest(_Request):

@@ -32,6 +32,11 @@ class InputType(enum.IntEnum):
         return found
 
     @classmethod
+    def spellings(cls) -> tuple[str, ...]:
+        """Every name `parse` accepts, for the management API's OpenAPI enum."""
+        return tuple(_ALIASES)
+
+    @classmethod
     def parse_env(cls, value: str) -> InputType:
         """Container-side parsing: case-insensitive and trimmed, as Clipper's runtime does."""
         return cls.parse(value.strip().lower())

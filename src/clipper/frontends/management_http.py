@@ -12,23 +12,29 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, SecretStr, ValidationError
 from redis.exceptions import RedisError
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from clipper.errors import ClipperError, InvalidInput
 from clipper.frontends.errors import MANAGEMENT_ERRORS, lookup
 from clipper.schema import (
     AddAppRequest,
+    AddModelLinksRequest,
     AddModelRequest,
     AppLinksRequest,
     AppNameRequest,
     ContainerRequest,
+    Detail,
     ModelLinksRequest,
     ModelVersionRequest,
     StateRequest,
@@ -134,6 +140,40 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": schema}}
 
 
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "The config store (Redis) is not reachable yet, or stopped answering.",
+        "content": {"application/json": {"schema": Detail.model_json_schema()}},
+    }
+}
+# Every /admin call: the outcomes besides 200 that Clipper's clients see.
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "Rejected, nothing written: Clipper's message as plain text, naming the field or "
+        "resource and the problem (bad JSON, a failed check, an unknown or existing name).",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+    **UNAVAILABLE,
+}
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle-v2 package, not a CDN, so the docs work offline."""
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # the default badge asks an online validator
+        )
+
+
 def _json(value: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(value), status_code=status, media_type="application/json")
 
@@ -148,7 +188,11 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
     app = FastAPI(
         title="Clipper management API",
         summary="Register applications and models, link them, inspect replicas (Clipper 0.4 compatible).",
+        version=version("clipper"),
+        docs_url=None,
+        redoc_url=None,
     )
+    _serve_docs(app)
     app.add_exception_handler(ClipperError, management_error_handler)
     app.add_exception_handler(NotAuthenticated, not_authenticated_handler)
 
@@ -161,7 +205,7 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         if not management.ready:
             raise HTTPException(503, f"Waiting for Redis at {management.redis_address}")
 
-    @app.get("/admin/ping", response_class=PlainTextResponse, tags=["health"])
+    @app.get("/admin/ping", response_class=PlainTextResponse, tags=["health"], responses=UNAVAILABLE)
     async def ping() -> str:
         """`PONG` once the config store answers; 503 before (the admin client polls this)."""
         if not await management.ping():
@@ -215,10 +259,10 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         await management.set_model_version(req.model_name, req.model_version)
         return f"Successfully set model with name '{req.model_name}' to version '{req.model_version}'"
 
-    @text_post("/add_model_links", ModelLinksRequest, "links")
+    @text_post("/add_model_links", AddModelLinksRequest, "links")
     async def add_model_links(request: Request) -> str:
         """Link an application to its (one) model."""
-        req = await parse_body(request, ModelLinksRequest)
+        req = await parse_body(request, AddModelLinksRequest)
         name = await management.add_links(req.app_name, list(req.model_names))
         return f"Successfully linked model with name '{name}' to application '{req.app_name}'"
 
@@ -287,5 +331,5 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         req = await parse_body(request, StateRequest)
         return await management.state(req.app_name, req.uid)
 
-    app.include_router(admin)
+    app.include_router(admin, responses=ADMIN_RESPONSES)
     return app
