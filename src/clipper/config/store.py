@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from clipper.schema import DEFAULT_POLICY, App, Container, Frontend, Model
@@ -68,9 +70,12 @@ class ConfigStore:
                 db=int(db),
                 decode_responses=True,
                 max_connections=MAX_CONNECTIONS_PER_DB,
+                retry=_reconnecting(),
             )
             self._dbs[db] = aioredis.Redis(connection_pool=pool)
-        self._tx = aioredis.Redis.from_url(self.redis_url, db=0, decode_responses=True)
+        self._tx = aioredis.Redis.from_url(
+            self.redis_url, db=0, decode_responses=True, retry=_reconnecting()
+        )
         await self._tx.ping()
 
     async def start_retrying(self, retry_interval_s: float) -> None:
@@ -362,6 +367,12 @@ class ConfigStore:
                 yield ConfigEvent(Db(int(prefix.rsplit("@", 1)[1])), key, message["data"])
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _reconnecting() -> Retry:
+    """Retry a command on a fresh connection when Redis dropped the pooled one (it restarted): after a
+    restart each idle pooled connection fails once, and without this every one becomes a client's 503."""
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
 
 
 def _escape(pattern: str) -> str:
