@@ -1,14 +1,18 @@
 """Keeps a query frontend's in-memory view of apps, links, versions and models in step with the store.
 
 It subscribes first, then loads a snapshot, then applies each change by re-reading the changed key, so a
-change made while it loads is never lost and a repeated event is harmless.
+change made while it loads is never lost and a repeated event is harmless. When the store goes away (Redis
+restarted), it subscribes again and reloads the snapshot the same way, since no event told it of changes
+made meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+
+from redis.exceptions import RedisError
 
 from clipper.config.store import CURRENT_VERSION_PREFIX, ConfigEvent, ConfigStore, Db
 from clipper.query.answers import embed_json
@@ -16,6 +20,9 @@ from clipper.query.processor import AppRoute, QueryProcessor
 from clipper.types import InputType
 
 logger = logging.getLogger(__name__)
+
+RESUBSCRIBE_INTERVAL_S = 0.2
+SYNC_TIMEOUT_S = 10.0
 
 
 class ConfigFollower:
@@ -30,11 +37,10 @@ class ConfigFollower:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Subscribe and load the snapshot; return once the processor holds the whole configuration."""
         await self._store.enable_notifications()
-        subscribed = asyncio.Event()
-        self._task = asyncio.create_task(self._follow(subscribed))
-        await asyncio.wait_for(subscribed.wait(), 10)
-        await self.reload_all()
+        events, pending = await self._resync()
+        self._task = asyncio.create_task(self._follow(events, pending))
 
     async def stop(self, timeout_s: float = 2.0) -> None:
         """Stop following; a Redis call stuck in cancellation is abandoned after `timeout_s`."""
@@ -42,12 +48,66 @@ class ConfigFollower:
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=timeout_s)
 
-    async def _follow(self, subscribed: asyncio.Event) -> None:
-        async for event in self._store.watch(subscribed):
+    async def _resync(self) -> tuple[AsyncIterator[ConfigEvent], asyncio.Task[ConfigEvent]]:
+        """Subscribe, then load the snapshot; return the events and the read of the first one.
+
+        Events that arrive while the snapshot loads wait in the subscription's socket, so none is lost.
+        """
+        subscribed = asyncio.Event()
+        events = self._store.watch(subscribed)
+        pending = asyncio.ensure_future(anext(events))
+        try:
+            waiter = asyncio.ensure_future(subscribed.wait())
             try:
-                await self.apply(event)
-            except Exception:  # a bad record must not stop the frontend from following later changes
-                logger.exception("Could not apply config change %s", event)
+                await asyncio.wait(
+                    {pending, waiter}, timeout=SYNC_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                waiter.cancel()
+            if pending.done():
+                pending.result()  # subscribing failed: raise why
+            if not subscribed.is_set():
+                raise TimeoutError(f"subscribing to config store events took over {SYNC_TIMEOUT_S:.0f} s")
+            await asyncio.wait_for(self.reload_all(), SYNC_TIMEOUT_S)
+        except BaseException:
+            await _cancel(pending)
+            raise
+        return events, pending
+
+    async def _follow(self, events: AsyncIterator[ConfigEvent], pending: asyncio.Task[ConfigEvent]) -> None:
+        """Apply events forever; when the store is lost, subscribe again and reload the snapshot."""
+        while True:
+            try:
+                await self._apply_all(events, pending)
+            except (RedisError, OSError) as e:
+                logger.warning("Lost the config store's change events (%s); subscribing again", e)
+            while True:
+                await asyncio.sleep(RESUBSCRIBE_INTERVAL_S)
+                try:
+                    await self._store.enable_notifications()  # in case Redis restarted without them
+                    events, pending = await self._resync()
+                except (RedisError, OSError) as e:
+                    logger.debug("Config store still unavailable: %s", e)
+                    continue
+                logger.info("Following the config store again; configuration reloaded")
+                break
+
+    async def _apply_all(
+        self, events: AsyncIterator[ConfigEvent], pending: asyncio.Task[ConfigEvent]
+    ) -> None:
+        """Apply each event as it arrives, until the subscription or a re-read raises a RedisError."""
+        try:
+            while True:
+                event = await pending
+                pending = asyncio.ensure_future(anext(events))
+                try:
+                    await self.apply(event)
+                except (RedisError, OSError):
+                    raise
+                except Exception:  # a bad record must not stop the frontend from following later changes
+                    logger.exception("Could not apply config change %s", event)
+        finally:
+            await _cancel(pending)
 
     async def reload_all(self) -> None:
         store = self._store
@@ -99,3 +159,9 @@ class ConfigFollower:
                 default_on_overload=app.on_overload == "default",
             )
         )
+
+
+async def _cancel(task: asyncio.Task[ConfigEvent]) -> None:
+    """Cancel a pending read and let the subscription close behind it."""
+    task.cancel()
+    await asyncio.wait({task})

@@ -27,6 +27,12 @@ def gone(rec: ProcessRecord) -> bool:
         return True
 
 
+def restarted(table: ProcessTable, role: str, old_pid: int) -> bool:
+    """The role's record names a live process other than `old_pid`."""
+    rec = table.get(role)
+    return rec is not None and rec.pid != old_pid and is_alive(rec)
+
+
 def test_stop_all_leaves_no_process(tmp_path: Path) -> None:
     manager = make_manager(tmp_path)
     conn = ClipperConnection(manager)
@@ -114,23 +120,57 @@ def test_recycled_pid_is_never_signalled(tmp_path: Path) -> None:
         bystander.wait()
 
 
-def test_connect_without_cluster_and_stale_records(tmp_path: Path) -> None:
+def test_connect_without_cluster_and_with_a_dead_supervisor(tmp_path: Path) -> None:
+    """connect() starts a dead supervisor again, which brings back what died while nobody watched."""
     manager = make_manager(tmp_path)
     with pytest.raises(ClusterError, match="No running cluster"):
         manager.connect()
     conn = ClipperConnection(manager)
     conn.start_clipper()
-    admin_addr = conn.cm.get_admin_addr()
-    query = next(r for r in manager.procs.records() if r.role == "query-0")
-    psutil.Process(query.pid).kill()
-    psutil.Process(query.pid).wait(10)
     try:
-        with pytest.raises(ClusterError, match="No running cluster"):
-            make_manager(tmp_path, manager.cluster_name).connect()
+        supervisor, query = (manager.procs.get(role) for role in ("supervisor", "query-0"))
+        assert supervisor is not None and query is not None and is_alive(supervisor)
+        for rec in (supervisor, query):
+            psutil.Process(rec.pid).kill()
+            wait_until(lambda rec=rec: not is_alive(rec), what=f"{rec.role} to die")
+        assert manager.get_num_frontends() == 0  # nobody restarted the query frontend
+
+        other = make_manager(tmp_path, manager.cluster_name)
+        other.connect()
+        assert requests.get(f"http://{other.get_query_addr()}/health", timeout=5).status_code == 200
+        assert restarted(other.procs, "supervisor", supervisor.pid)
     finally:
         conn.stop_all()
-    with pytest.raises(requests.ConnectionError):
-        requests.get(f"http://{admin_addr}/admin/ping", timeout=2)
+    assert manager.procs.records() == []
+
+
+def test_killed_processes_come_back_and_stopped_ones_do_not(tmp_path: Path) -> None:
+    """The supervisor restarts a SIGKILLed replica (same role and env); scaling down is never undone."""
+    manager = make_manager(tmp_path)
+    conn = ClipperConnection(manager)
+    conn.start_clipper()
+    try:
+        create_endpoint(conn, "echo", "strings", lambda xs: [x.decode() for x in xs], num_replicas=2)
+        victim = manager.procs.get("model-echo-1-0")
+        assert victim is not None
+        psutil.Process(victim.pid).kill()
+        wait_until(lambda: restarted(manager.procs, "model-echo-1-0", victim.pid), what="the restart")
+        back = manager.procs.get("model-echo-1-0")
+        assert back is not None and back.pid != victim.pid and back.env == victim.env
+        log = (manager.state_dir / "logs" / "supervisor.log").read_text()
+        assert "Restarted model-echo-1-0 (exit status unknown" in log and "attempt 1" in log
+
+        conn.set_num_replicas("echo", 1, "1")
+        stopped = manager.procs.get("model-echo-1-1")
+        assert stopped is None and manager.get_num_replicas("echo", "1") == 1
+        # A second kill and restart proves the supervisor polled after the scale-down.
+        psutil.Process(back.pid).kill()
+        wait_until(lambda: restarted(manager.procs, "model-echo-1-0", back.pid), what="the second restart")
+        assert manager.procs.get("model-echo-1-1") is None and manager.get_num_replicas("echo", "1") == 1
+        url = f"http://{conn.get_query_addr()}/echo/predict"
+        assert predict_until(url, {"input": "hi"}, lambda a: a.get("default") is False)["output"] == "hi"
+    finally:
+        conn.stop_all()
 
 
 def test_query_frontends_scale_out_and_in_and_containers_follow(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """LocalContainerManager: a cluster of local processes (Redis, frontends, model replicas) on 127.0.0.1.
 
 Processes run in their own sessions, so they outlive the script that started them; their records, logs,
-Redis data and `cluster.json` live in the cluster's state directory, where any interpreter finds them.
+Redis data and `cluster.json` live in the cluster's state directory, where any interpreter finds them. A
+supervisor process (`clipper.admin.supervisor`) restarts any of them that exits without being stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -17,6 +19,7 @@ import requests
 
 from clipper.admin.managers.base import ContainerManager
 from clipper.admin.managers.process import (
+    SUPERVISOR_ROLE,
     ClusterInfo,
     ProcessRecord,
     ProcessTable,
@@ -145,6 +148,7 @@ class LocalContainerManager(ContainerManager):
             self.cluster_file.write_text(info.model_dump_json(indent=2))
             self.info = info
             self._wait_ready(started)
+            started.append(self._start_supervisor())
         except BaseException:
             self.procs.stop(started, graceful=False)
             self.cluster_file.unlink(missing_ok=True)
@@ -230,6 +234,8 @@ class LocalContainerManager(ContainerManager):
             raise ClusterError("A cluster needs at least one query frontend")
         info = self._required_info()
         current = self.frontends()
+        dead = [r for r in self.procs.records() if r.role.startswith("query-") and r not in current]
+        self.procs.stop(dead)  # forget them, or the supervisor would restart them beside the new ones
         if len(current) > num_frontends:
             self.procs.stop(current[num_frontends:])
             return
@@ -268,11 +274,33 @@ class LocalContainerManager(ContainerManager):
         for url in (f"http://{admin_addr}/admin/ping", f"http://{query_addr}/health"):
             wait_until(functools.partial(_answers, url), f"{url} to answer", started, self.start_timeout_s)
 
+    def _start_supervisor(self) -> ProcessRecord:
+        env = {"CLIPPER_STATE_DIR": str(self.state_dir.resolve())}
+        return self.procs.spawn(SUPERVISOR_ROLE, ["clipper.admin.supervisor"], env)
+
+    def ensure_supervisor(self) -> bool:
+        """Start the cluster's supervisor again if it died, so the cluster keeps healing itself; True if
+        it had to."""
+        rec = self.procs.get(SUPERVISOR_ROLE)
+        if rec is not None and is_alive(rec) and not rec.stopping:
+            return False
+        logger.warning("The supervisor of cluster %s is not running; starting it", self.cluster_name)
+        self._start_supervisor()
+        return True
+
+    def _frontends_live(self) -> bool:
+        return {"management", "query"} <= {r.role.split("-")[0] for r in self.live_records()}
+
     def connect(self) -> None:
-        """Find the running cluster of this name from its state directory."""
+        """Find the running cluster of this name from its state directory.
+
+        If its supervisor had died, start it again and give it a start's time to bring back the frontends.
+        """
         info = self._load_info()
-        roles = {r.role.split("-")[0] for r in self.live_records()}
-        if info is None or not {"management", "query"} <= roles:
+        if info is not None and self.ensure_supervisor():
+            with contextlib.suppress(ClusterError):  # still down: the error below says so
+                self._wait_ready([])
+        if info is None or not self._frontends_live():
             raise ClusterError(
                 f"No running cluster named {self.cluster_name!r} (state in {self.state_dir}). "
                 "Start one with `clipper start` or ClipperConnection.start_clipper()."
@@ -306,10 +334,10 @@ class LocalContainerManager(ContainerManager):
         return self.get_query_addr()
 
     def stop_all(self, graceful: bool = True) -> None:
-        """Stop every process but Redis at once, then our Redis; a Redis given by `redis_ip` is left alone.
-
-        The second pass also takes any process recorded while the first one ran.
+        """Stop the supervisor, every process but Redis at once, then our Redis; a Redis given by `redis_ip`
+        is left alone. The last pass also takes any process recorded while the others ran.
         """
+        self.procs.stop([r for r in self.procs.records() if r.role == SUPERVISOR_ROLE], graceful)
         self.procs.stop([r for r in self.procs.records() if r.role != "redis"], graceful)
         self.procs.stop(self.procs.records(), graceful)
         self.cluster_file.unlink(missing_ok=True)

@@ -1,18 +1,22 @@
 """Local process bookkeeping: the cluster's state directory, process records, start, liveness and stop.
 
 A record (`procs/<role>.json` plus `procs/<role>.pid`) keeps a process's pid and start time, so another
-interpreter finds it again and a recycled pid is never mistaken for it (or killed).
+interpreter finds it again and a recycled pid is never mistaken for it (or killed). The cluster's supervisor
+restarts any recorded process that exits unless its record says `stopping`; marking and restarting both hold
+`procs/.lock`, so a process stopped on purpose is never brought back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import psutil
@@ -24,6 +28,7 @@ from clipper.errors import ClusterError
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
+SUPERVISOR_ROLE = "supervisor"  # the record of the process that restarts the others (admin/supervisor.py)
 
 
 class ClientSettings(BaseSettings):
@@ -52,6 +57,7 @@ class ProcessRecord(BaseModel):
     log_path: str
     model_name: str | None = None
     model_version: str | None = None
+    stopping: bool = Field(default=False, description="Being stopped on purpose: never restart it.")
 
 
 class ClusterInfo(BaseModel):
@@ -109,17 +115,52 @@ class ProcessTable:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{role}.log"
         cmd = [sys.executable, "-m", *args]
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPPER_")} | env
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=child_env,
-                start_new_session=True,
-            )
-        return self.record(role, proc, cmd, env, log_path, **fields)
+        return self.record(role, _popen(cmd, env, log_path), cmd, env, log_path, **fields)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the table's lock (`procs/.lock`, across processes) while a record is marked or replaced."""
+        self.procs_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.procs_dir / ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def get(self, role: str) -> ProcessRecord | None:
+        """The record of `role`, or None if there is none."""
+        try:
+            return ProcessRecord.model_validate_json((self.procs_dir / f"{role}.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def restart(self, rec: ProcessRecord) -> tuple[ProcessRecord, subprocess.Popen[bytes]] | None:
+        """Start `rec`'s command again (same environment, log appended) unless it runs or is being stopped.
+
+        Holds the lock, so it cannot interleave with `stop` marking the same record. None if nothing was
+        started: the record was stopped, forgotten, marked `stopping`, or its process is alive.
+        """
+        with self.lock():
+            current = self.get(rec.role)
+            if current is None or current.stopping or current.pid != rec.pid or is_alive(current):
+                return None
+            proc = _popen(current.cmd, current.env, Path(current.log_path))
+            try:
+                create_time = psutil.Process(proc.pid).create_time()
+            except psutil.NoSuchProcess:
+                create_time = 0.0  # exited at once: a dead record, so the next poll restarts it again
+            fresh = current.model_copy(update={"pid": proc.pid, "create_time": create_time})
+            self._write(fresh)
+            return fresh, proc
+
+    def _write(self, rec: ProcessRecord) -> None:
+        """Replace the record files atomically: the supervisor reads them while we write."""
+        self.procs_dir.mkdir(parents=True, exist_ok=True)
+        for suffix, text in ((".json", rec.model_dump_json(indent=2)), (".pid", f"{rec.pid}\n")):
+            tmp = self.procs_dir / f".{rec.role}{suffix}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, self.procs_dir / f"{rec.role}{suffix}")
 
     def record(
         self,
@@ -144,9 +185,7 @@ class ProcessTable:
             log_path=str(log_path),
             **fields,
         )
-        self.procs_dir.mkdir(parents=True, exist_ok=True)
-        (self.procs_dir / f"{role}.json").write_text(rec.model_dump_json(indent=2))
-        (self.procs_dir / f"{role}.pid").write_text(f"{proc.pid}\n")
+        self._write(rec)
         return rec
 
     def records(self) -> list[ProcessRecord]:
@@ -157,6 +196,16 @@ class ProcessTable:
             ProcessRecord.model_validate_json(p.read_text()) for p in sorted(self.procs_dir.glob("*.json"))
         ]
 
+    def mark_stopping(self, rec: ProcessRecord) -> ProcessRecord:
+        """Mark `rec`'s role as being stopped, so the supervisor leaves it; return the record as it is now."""
+        with self.lock():
+            current = self.get(rec.role)
+            if current is None:
+                return rec  # already forgotten: nobody restarts it
+            marked = current.model_copy(update={"stopping": True})
+            self._write(marked)
+            return marked
+
     def forget(self, rec: ProcessRecord) -> None:
         (self.procs_dir / f"{rec.role}.json").unlink(missing_ok=True)
         (self.procs_dir / f"{rec.role}.pid").unlink(missing_ok=True)
@@ -164,8 +213,12 @@ class ProcessTable:
     def stop(
         self, recs: Iterable[ProcessRecord], graceful: bool = True, timeout_s: float = STOP_TIMEOUT_S
     ) -> None:
-        """SIGTERM (SIGKILL if not graceful), SIGKILL what is left after `timeout_s`; drop the records."""
-        recs = list(recs)
+        """SIGTERM (SIGKILL if not graceful), SIGKILL what is left after `timeout_s`; drop the records.
+
+        Each record is first marked `stopping` under the lock, and re-read there: a process the supervisor
+        restarted after the caller read its record is the one stopped, and none is restarted afterwards.
+        """
+        recs = [self.mark_stopping(r) for r in recs]
         procs = [p for p in (process_of(r) for r in recs) if p is not None]
         for p in procs:
             _signal(p, graceful)
@@ -178,6 +231,20 @@ class ProcessTable:
             raise ClusterError(f"Could not stop processes {[p.pid for p in alive]}")
         for r in recs:
             self.forget(r)
+
+
+def _popen(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `cmd` in its own session (it outlives us) with our environment minus CLIPPER_*, plus `env`."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPPER_")} | env
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env,
+            start_new_session=True,
+        )
 
 
 def _signal(p: psutil.Process, graceful: bool) -> None:
