@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from clipper.errors import InvalidInput
-from clipper.query.inputs import parse_request
+from clipper.query.inputs import TooManyInputs, parse_request
 from clipper.types import InputType
 
 
@@ -62,3 +62,18 @@ def test_the_boolean_check_can_be_skipped_when_the_body_has_no_booleans():
     assert parse_request({"input": [1.0, 2.0]}, InputType.DOUBLES, may_hold_bools=False)[0] == [
         struct.pack("<2d", 1.0, 2.0)
     ]
+
+
+def test_a_batch_over_max_inputs_is_refused_before_its_inputs_are_checked():
+    """TooManyInputs (an InvalidInput) names count and limit; entries are not looked at, even bad ones."""
+    with pytest.raises(TooManyInputs, match=r"input_batch has 3 inputs; a request may carry at most 2"):
+        parse_request({"input_batch": [[1], "bad", None]}, InputType.DOUBLES, max_inputs=2)
+    inputs, batch, _ = parse_request({"input_batch": [[1.0], [2.0]]}, InputType.DOUBLES, max_inputs=2)
+    assert (len(inputs), batch) == (2, True)
+    assert parse_request({"input": [1.0, 2.0, 3.0]}, InputType.DOUBLES, max_inputs=1)[1] is False
+
+
+def test_bytes_input_with_characters_outside_ascii_is_invalid_base64():
+    """Found by the fuzz tests: base64 raised a bare ValueError here, which became a 500."""
+    with pytest.raises(InvalidInput, match="input is not valid base64"):
+        parse_request({"input": "\u00e9AAA"}, InputType.BYTES)

@@ -7,7 +7,6 @@ numbers, and bad base64 is an error instead of garbage.
 from __future__ import annotations
 
 import base64
-import binascii
 from array import array
 from typing import Any
 
@@ -79,7 +78,7 @@ def encode_input(value: Any, input_type: InputType, field: str, may_hold_bools: 
         return value.encode()
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as e:
+    except ValueError as e:  # binascii.Error, or a character outside ASCII
         raise InvalidInput(f"{field} is not valid base64: {e}") from e
 
 
