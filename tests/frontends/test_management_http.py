@@ -18,6 +18,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 import requests
+from pydantic import SecretStr
 
 from clipper.config.redis_server import start_redis
 from clipper.config.store import ConfigStore, Db
@@ -159,6 +160,16 @@ async def test_openapi_documents_every_status_an_admin_call_returns(client: http
         assert "503" in responses, path
         if path != "/admin/ping":
             assert responses["400"]["content"] == {"text/plain": {"schema": {"type": "string"}}}, path
+
+
+async def test_openapi_documents_the_401_body_when_a_token_is_required(management: Management) -> None:
+    transport = httpx.ASGITransport(app=build_management_app(management, SecretStr("s3cret")))
+    async with httpx.AsyncClient(transport=transport, base_url="http://mgmt") as c:
+        doc = (await c.get("/openapi.json")).json()
+        r = await post(c, "get_all_applications", {"verbose": False})
+    unauthorized = doc["paths"]["/admin/add_app"]["post"]["responses"]["401"]["content"]["application/json"]
+    assert set(unauthorized["schema"]["required"]) == {"error", "cause"} == set(r.json())
+    assert r.status_code == 401 and r.headers["content-type"] == "application/json"
 
 
 async def test_openapi_states_the_body_rules_that_are_enforced(client: httpx.AsyncClient) -> None:

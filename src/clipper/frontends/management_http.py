@@ -35,6 +35,7 @@ from clipper.schema import (
     AppNameRequest,
     ContainerRequest,
     Detail,
+    ErrorBody,
     ModelLinksRequest,
     ModelVersionRequest,
     StateRequest,
@@ -217,7 +218,10 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         guards.insert(0, Depends(require_bearer(auth_token)))
     responses: dict[int | str, dict[str, Any]] = {}
     if auth_token is not None:
-        responses[401] = {"description": 'Missing or wrong bearer token; body `{"error", "cause"}`.'}
+        responses[401] = {
+            "description": "Missing or wrong bearer token.",
+            "content": {"application/json": {"schema": ErrorBody.model_json_schema()}},
+        }
     admin = APIRouter(prefix="/admin", dependencies=guards, responses=responses)
 
     def text_post(path: str, body: type[BaseModel], tag: str) -> Callable[[Handler], Handler]:
