@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import signal
@@ -12,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from clipper.config.store import ConfigStore
+from clipper.schema import App
 from tests.conftest import wait_until
 from tests.frontends.conftest import TESTS_DIR, QueryCluster
 
@@ -221,7 +224,9 @@ def test_past_the_queue_bound_the_frontend_answers_503_at_once(make_cluster):
 
 def test_a_batch_larger_than_the_queue_room_is_refused_whole(make_cluster):
     """No half-queued request: after the 503 the container has seen none of its inputs."""
-    cluster = make_cluster(CLIPPER_QUEUE_MAX_ENTRIES="2", CLIPPER_CACHE_SIZE_BYTES="0")
+    cluster = make_cluster(
+        CLIPPER_QUEUE_MAX_ENTRIES="2", CLIPPER_CACHE_SIZE_BYTES="0", CLIPPER_MAX_INPUTS_PER_REQUEST="10"
+    )
     cluster.model("m")
     cluster.container("m", "count_calls")
     cluster.app("a", model="m")
@@ -230,6 +235,46 @@ def test_a_batch_larger_than_the_queue_room_is_refused_whole(make_cluster):
     assert refused.json()["error"] == "Overloaded" and "2 queries" in refused.json()["cause"]
     reply = cluster.post("a", {"input": [4.0]}).json()
     assert (reply["output"], reply["default"]) == (1, False)  # the first input the model ever saw
+
+
+def test_a_batch_over_the_per_request_cap_is_413_naming_it_and_never_queued(make_cluster):
+    """The cap defaults to the queue bound: a batch that could never be queued is no 503 to retry."""
+    cluster = make_cluster(CLIPPER_QUEUE_MAX_ENTRIES="2", CLIPPER_CACHE_SIZE_BYTES="0")
+    cluster.model("m")
+    cluster.container("m", "count_calls")
+    cluster.app("a", model="m")
+    refused = cluster.post("a", {"input_batch": [[1.0], [2.0], [3.0]]})
+    assert refused.status_code == 413
+    assert "retry-after" not in refused.headers
+    assert refused.json() == {
+        "error": "Request too large",
+        "cause": "input_batch has 3 inputs; a request may carry at most 2 (max_inputs_per_request)",
+    }
+    reply = cluster.post("a", {"input": [4.0]}).json()
+    assert (reply["output"], reply["default"]) == (1, False)  # the first input the model ever saw
+
+
+def test_with_a_query_token_predict_and_metrics_need_it_and_health_does_not(make_cluster, redis_url):
+    cluster = make_cluster(CLIPPER_QUERY_TOKEN="t0ken")
+    cluster.model("m")
+    asyncio.run(_add_app(redis_url, "a", "m"))
+    good = {"Authorization": "Bearer t0ken"}
+    url = f"{cluster.url}/a/predict"
+    wait_until(lambda: requests.post(url, json={"input": [1.0]}, headers=good, timeout=5).ok, what="app a")
+    for headers in ({}, {"Authorization": "Bearer nope"}):
+        refused = requests.post(url, json={"input": [1.0]}, headers=headers, timeout=5)
+        assert (refused.status_code, refused.headers["www-authenticate"]) == (401, "Bearer")
+        assert refused.json()["error"] == "Unauthorized"
+        assert requests.get(f"{cluster.url}/metrics", headers=headers, timeout=5).status_code == 401
+    assert requests.get(f"{cluster.url}/metrics", headers=good, timeout=5).status_code == 200
+    assert requests.get(f"{cluster.url}/health", timeout=5).status_code == 200
+
+
+async def _add_app(redis_url: str, name: str, model: str) -> None:
+    async with ConfigStore(redis_url) as store:
+        app = App(name=name, input_type="doubles", default_output="-1.0", latency_slo_micros=10**6)
+        await store.add_app(app)
+        await store.add_link(name, model)
 
 
 def test_a_client_that_leaves_before_its_answer_does_not_disturb_the_model(cluster: QueryCluster):
