@@ -14,6 +14,10 @@ class ClipperError(Exception):
         return self.msg
 
 
+ClipperException = ClipperError
+"""Clipper 0.4's name for the root: `except ClipperException` catches every error clipper raises."""
+
+
 class InvalidInput(ClipperError):
     """A request body or argument is malformed; the message names the field and the problem."""
 

@@ -1,12 +1,10 @@
-"""The admin client's exceptions, under Clipper 0.4's names, rooted in clipper.errors.ClipperError."""
+"""The admin client's exceptions under Clipper 0.4's names; ClipperException is clipper's root error."""
 
 from __future__ import annotations
 
-from clipper.errors import ClipperError
+from clipper.errors import ClipperException
 
-
-class ClipperException(ClipperError):
-    """A generic problem reported by the admin client; `.msg` holds the message, as in Clipper."""
+__all__ = ["ClipperException", "UnconnectedException"]
 
 
 class UnconnectedException(ClipperException):

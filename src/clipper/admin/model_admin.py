@@ -15,6 +15,8 @@ from clipper.schema import NO_CONTAINER, check_dns_label
 
 logger = logging.getLogger(__name__)
 
+REPLICA_WAIT_S = 120.0  # how long a deploy waits for its first replica to connect before it gives up
+
 
 def validate_versioned_model_name(name: str, version: str) -> None:
     """Clipper's client-side DNS-1123 rule for model names and versions."""
@@ -29,6 +31,21 @@ class ModelAdmin(ManagementApi):
     """Build, deploy, register, version, scale and stop models."""
 
     # -- models ----------------------------------------------------------------------------------------
+
+    def check_new_version(self, name: str, version: str) -> None:
+        """Refuse, before anything is built, saved or started, a version that cannot be deployed."""
+        validate_versioned_model_name(name, version)
+        if self.get_model_info(name, version) is not None:
+            raise ClipperException(
+                f"model with name '{name}' and version '{version}' already exists; deploy it under a new "
+                "version (nothing was changed)"
+            )
+
+    def _current_or_none(self, name: str) -> str | None:
+        try:
+            return self.get_current_model_version(name)
+        except ClipperException:
+            return None
 
     def build_model(
         self,
@@ -59,8 +76,10 @@ class ModelAdmin(ManagementApi):
         batch_size: int = -1,
         pkgs_to_install: list[str] | None = None,
     ) -> None:
-        """`build_model`, then `deploy_model` with the built image."""
+        """`build_model`, then `deploy_model` with the built image; an existing version is refused first."""
         self._require_connection()
+        version = str(version)
+        self.check_new_version(name, version)
         image = self.build_model(
             name, version, model_data_path, base_image, container_registry, pkgs_to_install
         )
@@ -76,14 +95,28 @@ class ModelAdmin(ManagementApi):
         num_replicas: int = 1,
         batch_size: int = -1,
     ) -> None:
-        """Start the replicas first, then register the version, which makes it current (as Clipper)."""
+        """Start the replicas, wait until one is connected, then register the version (it becomes current).
+
+        All or nothing: when no replica starts, the replicas are stopped, the version is not registered and
+        the previous version stays current; the error says so.
+        """
         self._require_connection()
         version = str(version)
-        validate_versioned_model_name(name, version)
+        self.check_new_version(name, version)
+        previous = self._current_or_none(name)
         self.cm.deploy_model(
             name=name, version=version, input_type=input_type, image=image, num_replicas=num_replicas
         )
-        self.register_model(name, version, input_type, image=image, labels=labels, batch_size=batch_size)
+        try:
+            if num_replicas > 0:
+                self.wait_for_model(name, version, 1, REPLICA_WAIT_S)
+            self.register_model(name, version, input_type, image=image, labels=labels, batch_size=batch_size)
+        except BaseException as e:
+            self.cm.stop_models({name: [version]})
+            still = f"version {previous} is still current" if previous else "no version of it is registered"
+            raise ClipperException(
+                f"Model {name}:{version} was not deployed and its replicas were stopped; {still}. {e}"
+            ) from e
         logger.info("Done deploying model %s:%s.", name, version)
 
     def register_model(

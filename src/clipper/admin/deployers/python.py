@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +18,9 @@ from typing import Any
 
 from clipper.admin.connection import ClipperConnection
 from clipper.admin.exceptions import ClipperException
-from clipper.admin.model_admin import validate_versioned_model_name
 from clipper.runtime.closure import save_closure
 
 logger = logging.getLogger(__name__)
-
-REPLICA_WAIT_S = 60.0
 
 
 def _package_module(requirement: str) -> str:
@@ -54,14 +52,21 @@ def deploy_python_closure(
     batch_size: int = -1,
     pkgs_to_install: list[str] | None = None,
 ) -> None:
-    """Save `func`, start its replicas and register the version (which makes it current), as Clipper."""
+    """Save `func`, start its replicas and register the version (which makes it current), as Clipper.
+
+    The version is checked first: an existing one is refused before its files or image are touched.
+    """
     version = str(version)
-    validate_versioned_model_name(name, version)
+    clipper_conn.check_new_version(name, version)
     path = clipper_conn.cm.model_directory(name, version)
     if path is not None:
-        check_local_packages(pkgs_to_install)
-        save_closure(func, path)
-        clipper_conn.deploy_model(name, version, input_type, str(path), labels, num_replicas, batch_size)
+        try:
+            check_local_packages(pkgs_to_install)
+            save_closure(func, path)
+            clipper_conn.deploy_model(name, version, input_type, str(path), labels, num_replicas, batch_size)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
     else:
         with tempfile.TemporaryDirectory(suffix="clipper") as tmp:
             save_closure(func, Path(tmp))
@@ -77,11 +82,6 @@ def deploy_python_closure(
                 batch_size,
                 pkgs_to_install,
             )
-    if num_replicas > 0:
-        try:
-            clipper_conn.wait_for_model(name, version, 1, REPLICA_WAIT_S)
-        except ClipperException as e:  # slow to start is not broken; a replica that died raises ClusterError
-            logger.warning("%s", e)
     logger.info("Python closure saved and model %s:%s deployed", name, version)
 
 
