@@ -14,17 +14,17 @@ from pydantic import SecretStr
 
 from clipper.rpc import codec, zmtp
 from clipper.rpc.server import Replica
-from tests.rpc.conftest import RawClient, eventually, predict_once
+from tests.rpc.conftest import RawClient, RecordingListener, eventually, predict_once
 
 TOKEN = "s3cret-token"
 
 
-async def registered(listener, model: str) -> Replica:
+async def registered(listener: RecordingListener, model: str) -> Replica:
     await eventually(lambda: any(r.model_name == model for r in listener.added), f"{model} to register")
     return next(r for r in listener.added if r.model_name == model)
 
 
-def log_lines(caplog, text: str) -> list[str]:
+def log_lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
 
@@ -68,7 +68,11 @@ async def test_before_registration_even_a_modest_frame_is_refused(make_server):
     assert await rogue.until_closed()
 
 
-@pytest.mark.parametrize("sends", [b"", zmtp.greeting(False), zmtp.greeting(False) + zmtp.ready(b"DEALER")])
+@pytest.mark.parametrize(
+    "sends",
+    [b"", zmtp.greeting(False), zmtp.greeting(False) + zmtp.ready(b"DEALER")],
+    ids=["nothing", "greeting", "greeting-and-ready"],
+)
 async def test_a_connection_that_does_not_register_in_time_is_closed(make_server, start_container, sends):
     server, listener = await make_server(handshake_timeout_ms=200)
     idle = await RawClient.connect(server.port)
@@ -223,7 +227,7 @@ async def test_a_libzmq_dealer_is_accepted_only_with_the_token(make_server, pass
     monitor = dealer.get_monitor_socket()
     try:
         dealer.connect(f"tcp://127.0.0.1:{server.port}")
-        events = []
+        events: list[int] = []
         async with asyncio.timeout(5):
             while not events or events[-1] not in {zmq.EVENT_HANDSHAKE_SUCCEEDED, *_FAILED}:
                 events.append(

@@ -125,6 +125,7 @@ def test_plain_greeting_and_commands_round_trip():
         + zmtp.initiate(b"DEALER")
     )
     hello, welcome, initiate = parser.feed(wire)
+    assert isinstance(hello, zmtp.Command) and isinstance(initiate, zmtp.Command)
     assert parser.mechanism == zmtp.PLAIN
     assert zmtp.hello_credentials(hello.body) == (b"user", b"pass")
     assert welcome == zmtp.Command(b"WELCOME", b"")
