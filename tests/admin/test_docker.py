@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import redis
 import requests
 
 from clipper.admin.connection import ClipperConnection
@@ -24,8 +26,14 @@ Factory = Callable[..., DockerContainerManager]
 
 
 @pytest.fixture
-def make_manager(docker_client: docker.DockerClient) -> Iterator[Factory]:
-    """Managers of fresh clusters on free ports; every cluster made is stopped afterwards."""
+def make_manager(
+    docker_client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Factory]:
+    """Managers of fresh clusters on free ports; every cluster made is stopped afterwards.
+
+    CLIPPER_HOME is the test's directory, so cluster secrets stay there and other managers find them.
+    """
+    monkeypatch.setenv("CLIPPER_HOME", str(tmp_path / "home"))
     made: list[DockerContainerManager] = []
 
     def make(**kwargs: object) -> DockerContainerManager:
@@ -264,3 +272,46 @@ def test_clipper_0_4_quickstart_runs_unchanged_but_for_host_networking(
     clipper_conn.stop_all()
     assert leftovers(docker_client, manager.cluster_name) == []
     docker_client.images.remove(f"{manager.cluster_name}-simple-example:1", force=True)
+
+
+def test_secrets_reach_containers_only_as_read_only_files(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+) -> None:
+    """Admin token required, Redis password set, and no secret in any container's inspect data or log."""
+    manager = make_manager()
+    conn = ClipperConnection(manager)
+    conn.start_clipper(runtime_image, runtime_image)
+    conn.register_application("sum", "doubles", "-1", 1_000_000)
+    save_closure(lambda xs: [str(sum(x)) for x in xs], tmp_path / "sum")
+    conn.build_and_deploy_model("sum", "1", "doubles", str(tmp_path / "sum"), runtime_image)
+    conn.link_model_to_app("sum", "sum")
+    url = f"http://{manager.get_query_addr()}/sum/predict"
+    assert predict_until(url, {"input": [1.0, 2.0]}, lambda a: a.get("default") is False)["output"] == 3.0
+
+    admin = f"http://{manager.get_admin_addr()}/admin/get_all_applications"
+    assert requests.post(admin, json={"verbose": False}, timeout=10).status_code == 401
+    again = ClipperConnection(DockerContainerManager(cluster_name=manager.cluster_name))
+    again.connect()  # another process: the token comes from this host's secrets directory
+    assert again.get_all_apps() == ["sum"]
+    values = {n: manager.secrets.read(n) for n in ("auth_token", "rpc_token", "redis_password")}
+    assert all(values.values()), values
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(port=manager.ports["redis"], socket_timeout=5).ping()
+
+    containers = docker_client.containers.list(
+        filters={"label": f"{CLIPPER_DOCKER_LABEL}={manager.cluster_name}"}
+    )
+    assert len(containers) == 4
+    texts = {f"inspect {c.name}": json.dumps(c.attrs) for c in containers}
+    texts |= {f"logs {c.name}": c.logs().decode(errors="replace") for c in containers}
+    texts |= {p: Path(p).read_text(errors="replace") for p in conn.get_clipper_logs(str(tmp_path / "l"))}
+    for name, value in values.items():
+        assert value is not None
+        leaks = [where for where, text in texts.items() if value in text]
+        assert not leaks, f"{name} appears in {leaks}"
+    (model,) = [c for c in containers if c.labels["ai.clipper.name"] == "model"]
+    assert [(m["Destination"], m["RW"]) for m in model.attrs["Mounts"]] == [
+        ("/run/secrets/clipper/rpc_token", False)
+    ]
+    conn.stop_all()
+    docker_client.images.remove(f"{manager.cluster_name}-sum:1", force=True)

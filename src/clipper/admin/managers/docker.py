@@ -3,11 +3,15 @@
 Clipper 0.4's constructor and labels; containers are found again from their labels only, so `connect()`
 works from any process. Host networking is the default here (the engine may have no bridge); with a
 user-defined network, containers reach each other by name and ports are published on 127.0.0.1.
+Secrets are files in a host directory (`$CLIPPER_HOME/docker/<cluster>/secrets`, 0700, files 0600)
+bind-mounted read-only at /run/secrets/clipper: frontends get the directory, model containers only
+`rpc_token`, Redis only its config file. No value is in a container's environment, command or labels.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -41,9 +45,18 @@ from clipper.admin.managers.docker_engine import (
     wait_running,
     write_logs,
 )
-from clipper.admin.managers.process import choose_port, free_port
+from clipper.admin.managers.process import ClientSettings, choose_port, free_port
+from clipper.admin.managers.secrets import (
+    AUTH_TOKEN,
+    QUERY_TOKEN,
+    REDIS_CONFIG,
+    REDIS_PASSWORD,
+    RPC_TOKEN,
+    ClusterSecrets,
+)
 from clipper.config.redis_server import redis_command, wait_for_redis
 from clipper.errors import ClusterError
+from clipper.settings import SECRETS_DIR_VARIABLE
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +66,7 @@ FRONTEND_INDEX_LABEL = "ai.clipper.query_frontend.index"
 FRONTEND_RPC_PORT_LABEL = "ai.clipper.query_frontend.own_rpc.port"
 # A stopping query frontend first answers what it holds (its drain timeout is 10 s), then exits.
 FRONTEND_STOP_TIMEOUT_S = 15
+SECRETS_MOUNT = "/run/secrets/clipper"  # where containers find their secret files (read-only)
 
 
 class DockerContainerManager(ContainerManager):
@@ -73,7 +87,15 @@ class DockerContainerManager(ContainerManager):
         docker_network: str = "clipper_network",
         extra_container_kwargs: dict[str, Any] | None = None,
         network_mode: str | None = "host",
+        *,
+        state_dir: str | os.PathLike[str] | None = None,
+        admin_auth: bool = True,
+        rpc_auth: bool = True,
+        query_auth: bool = False,
+        redis_password: str | None = None,
     ) -> None:
+        """Auth keywords as LocalContainerManager's; secrets live in `state_dir`/secrets on this host
+        (default `$CLIPPER_HOME/docker/<cluster_name>`), where `connect()` from any process finds them."""
         if use_centralized_log:
             logger.warning("use_centralized_log (fluentd) is not supported; containers log to json-file")
         self.cluster_name = cluster_name
@@ -98,6 +120,10 @@ class DockerContainerManager(ContainerManager):
         self.extra_container_kwargs = kwargs
         self.client = DockerClient.from_env()
         self.redis_url = self._redis_url()
+        home = Path(state_dir) if state_dir is not None else ClientSettings().home / "docker" / cluster_name
+        self.secrets = ClusterSecrets(home.absolute() / "secrets")
+        self._auth = {AUTH_TOKEN: admin_auth, RPC_TOKEN: rpc_auth, QUERY_TOKEN: query_auth}
+        self._redis_password = redis_password
 
     # ----- naming and lookup -----
 
@@ -138,7 +164,8 @@ class DockerContainerManager(ContainerManager):
         **kwargs: Any,
     ) -> Container:
         """Start a container on this cluster's network, with the user's extra container arguments."""
-        run_kwargs = {**self.extra_container_kwargs, **kwargs}
+        volumes = {**self.extra_container_kwargs.get("volumes", {}), **kwargs.pop("volumes", {})}
+        run_kwargs = {**self.extra_container_kwargs, **kwargs, "volumes": volumes}
         run_kwargs.update(name=name, labels=labels, environment=env)
         return run_container(self.client, image, command, self.network, publish, **run_kwargs)
 
@@ -174,6 +201,8 @@ class DockerContainerManager(ContainerManager):
                 "Please use ClipperConnection.connect() to connect to it."
             )
         remove_containers(self._containers())  # leftovers of a crashed run
+        wanted = {**self._auth, REDIS_PASSWORD: not self.external_redis or self._redis_password is not None}
+        self.secrets.enable(wanted, {REDIS_PASSWORD: self._redis_password} if self._redis_password else {})
         qf_image, mgmt_image = self._image(query_frontend_image), self._image(mgmt_frontend_image)
         if self.network is not None:
             ensure_network(self.client, self.network, {CLIPPER_DOCKER_LABEL: self.cluster_name})
@@ -190,8 +219,10 @@ class DockerContainerManager(ContainerManager):
             started.append(self._start_redis(qf_image))
             wait_running(started)
             if self.host_network:
-                wait_for_redis(self.redis_ip, self.ports["redis"], START_TIMEOUT_S)
+                password = self.secrets.read(REDIS_PASSWORD)
+                wait_for_redis(self.redis_ip, self.ports["redis"], START_TIMEOUT_S, password=password)
         common = {
+            SECRETS_DIR_VARIABLE: SECRETS_MOUNT,
             "CLIPPER_REDIS_URL": self.redis_url,
             "CLIPPER_LOG_LEVEL": "INFO",
             "CLIPPER_HTTP_HOST": "127.0.0.1" if self.host_network else "0.0.0.0",
@@ -205,6 +236,7 @@ class DockerContainerManager(ContainerManager):
                 {**common, "CLIPPER_MANAGEMENT_PORT": str(mgmt_port)},
                 ["python", "-m", "clipper.frontends.management"],
                 publish={CLIPPER_INTERNAL_MANAGEMENT_PORT: self.ports["management"]},
+                volumes=self._secrets_volume(),
             )
         )
         qf_labels = self._labels("query_frontend", **{CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: ""}, **served)
@@ -259,7 +291,23 @@ class DockerContainerManager(ContainerManager):
                 CLIPPER_INTERNAL_QUERY_PORT: self.ports["query_rest"],
                 CLIPPER_INTERNAL_RPC_PORT: self.ports["query_rpc"],
             },
+            volumes=self._secrets_volume(),
         )
+
+    def _secrets_volume(self) -> dict[str, dict[str, str]]:
+        """The whole secrets directory, read-only, for the frontends."""
+        return {str(self.secrets.directory): {"bind": SECRETS_MOUNT, "mode": "ro"}}
+
+    def _secret_file_volume(self, name: str) -> dict[str, dict[str, str]]:
+        """One secret file, read-only, for containers that must not see the others."""
+        return {str(self.secrets.path(name)): {"bind": f"{SECRETS_MOUNT}/{name}", "mode": "ro"}}
+
+    def get_admin_token(self) -> str | None:
+        """The token in this host's secrets directory of the cluster, else CLIPPER_AUTH_TOKEN."""
+        return self.secrets.read(AUTH_TOKEN) or super().get_admin_token()
+
+    def get_query_token(self) -> str | None:
+        return self.secrets.read(QUERY_TOKEN) or super().get_query_token()
 
     def _wait_serving(self, frontends: list[Container], timeout_s: float = START_TIMEOUT_S) -> None:
         """Poll /health on the shared query port until each frontend has answered once, by its id.
@@ -316,14 +364,19 @@ class DockerContainerManager(ContainerManager):
         port = self.ports["redis"] if self.host_network else CLIPPER_INTERNAL_REDIS_PORT
         bind = "127.0.0.1" if self.host_network else "0.0.0.0"
         self.client.volumes.create(self._volume(), labels={CLIPPER_DOCKER_LABEL: self.cluster_name})
+        volumes = {self._volume(): {"bind": "/data", "mode": "rw"}}
+        config = None
+        if self.secrets.redis_config() is not None:  # the password, in a file `ps` cannot show
+            volumes |= self._secret_file_volume(REDIS_CONFIG)
+            config = Path(SECRETS_MOUNT) / REDIS_CONFIG
         return self._run(
             image,
             self._name("redis"),
             self._labels("redis", **{CLIPPER_DOCKER_PORT_LABELS["redis"]: str(self.ports["redis"])}),
             {},
-            redis_command("/usr/bin/redis-server", port, Path("/data"), bind),
+            redis_command("/usr/bin/redis-server", port, Path("/data"), bind, config_file=config),
             publish={CLIPPER_INTERNAL_REDIS_PORT: self.ports["redis"]},
-            volumes={self._volume(): {"bind": "/data", "mode": "rw"}},
+            volumes=volumes,
         )
 
     def connect(self) -> None:
@@ -377,6 +430,10 @@ class DockerContainerManager(ContainerManager):
             "CLIPPER_PORT": str(rpc_port),
             "CLIPPER_INPUT_TYPE": input_type,
         }  # CLIPPER_MODEL_PATH: /model is the runtime's default and what model images set
+        volumes = {}
+        if self.secrets.read(RPC_TOKEN) is not None:  # only the RPC token: model code is the user's
+            env[SECRETS_DIR_VARIABLE] = SECRETS_MOUNT
+            volumes = self._secret_file_volume(RPC_TOKEN)
         new = [
             self._run(
                 image,
@@ -384,6 +441,7 @@ class DockerContainerManager(ContainerManager):
                 self._labels("model", **{CLIPPER_MODEL_CONTAINER_LABEL: label}),
                 env,
                 ["python", "-m", "clipper.runtime"],
+                volumes=volumes,
             )
             for _ in range(num_replicas - len(running))
         ]
