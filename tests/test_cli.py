@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 
 from clipper.cli import cli
@@ -93,3 +94,17 @@ def test_errors_are_one_line_unless_debug(tmp_path: Path) -> None:
     assert plain.exit_code == 1 and plain.output.count("\n") <= 2 and "Traceback" not in plain.output
     debug = CliRunner().invoke(cli, ["--debug", "--state-dir", str(tmp_path), "apps"])
     assert debug.exit_code == 1 and debug.exception is not None
+
+
+def test_start_flags_turn_checks_off_and_on(clipper, tmp_path: Path) -> None:
+    """`--no-auth --no-rpc-auth` for Clipper 0.4 clients and containers; `--query-token` adds one."""
+    ports = [str(free_port()) for _ in range(4)]
+    clipper(
+        "start", "--query-port", ports[0], "--management-port", ports[1], "--rpc-port", ports[2],
+        "--redis-port", ports[3], "--no-auth", "--no-rpc-auth", "--query-token",
+    )  # fmt: skip
+    secrets = {p.name for p in (tmp_path / "state" / "secrets").iterdir()}
+    assert {"query_token", "redis_password"} <= secrets and not {"auth_token", "rpc_token"} & secrets
+    url = f"http://127.0.0.1:{ports[1]}/admin/get_all_applications"
+    assert requests.post(url, json={"verbose": False}, timeout=10).status_code == 200
+    clipper("apps")  # the CLI works the same with the check off
