@@ -56,8 +56,10 @@ class ConfigEvent:
 class ConfigStore:
     """Async access to one cluster's config store. Constructing it does no I/O; `start()` connects."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, password: str | None = None) -> None:
+        """`password` is kept apart from the URL, so `address` and the logs never carry it."""
         self.redis_url = redis_url
+        self._password = password
         self._dbs: dict[Db, aioredis.Redis] = {}
         self._tx: aioredis.Redis | None = None
 
@@ -70,11 +72,12 @@ class ConfigStore:
                 db=int(db),
                 decode_responses=True,
                 max_connections=MAX_CONNECTIONS_PER_DB,
+                password=self._password,
                 retry=_reconnecting(),
             )
             self._dbs[db] = aioredis.Redis(connection_pool=pool)
         self._tx = aioredis.Redis.from_url(
-            self.redis_url, db=0, decode_responses=True, retry=_reconnecting()
+            self.redis_url, db=0, decode_responses=True, password=self._password, retry=_reconnecting()
         )
         await self._tx.ping()
 
