@@ -38,5 +38,9 @@ class ConfigConflict(ClipperError):
     """A management request conflicts with the stored state (exists already, missing, incompatible)."""
 
 
+class InUse(ConfigConflict):
+    """The request would take away what is serving (the current version); the message says what to do first."""
+
+
 class ClusterError(ClipperError):
     """Starting, finding or stopping the processes or containers of a cluster failed."""

@@ -413,18 +413,23 @@ async def test_delete_versioned_model_deletes_for_real(client: httpx.AsyncClient
     await store.add_container(
         Container(model_name="m", model_version="2", model_replica_id=rid, input_type="doubles")
     )
+    # Version 2 is current and version 1 remains: refused, so nothing is left pointing at a deleted version.
+    refused = await post(client, "delete_versioned_model", {"model_name": "m", "model_version": "2"})
+    assert refused.status_code == 409
+    assert "make another version current first" in refused.text
+    assert (await ok(client, "get_all_models", {"verbose": False})).json() == ["m:1", "m:2"]
+    await ok(client, "set_model_version", {"model_name": "m", "model_version": "1"})
     r = await ok(client, "delete_versioned_model", {"model_name": "m", "model_version": "2"})
     assert r.text == "Successfully deleted model with name 'm' and version '2'"
     assert (await ok(client, "get_all_models", {"verbose": False})).json() == ["m:1"]
     assert (await ok(client, "get_all_containers", {"verbose": False})).json() == []
-    # The current version was 2 and version 1 remains: the pointer is left for the operator to move.
-    assert await store.get_current_version("m") == "2"
     text = await rejected(client, "delete_versioned_model", {"model_name": "m", "model_version": "2"})
     assert text == "model with name 'm' and version '2' does not exist"
     # Clipper could not re-add a half-deleted version; here it is simply gone.
     await ok(client, "add_model", model_body(version="2"))
-    await ok(client, "delete_versioned_model", {"model_name": "m", "model_version": "1"})
+    await ok(client, "set_model_version", {"model_name": "m", "model_version": "1"})
     await ok(client, "delete_versioned_model", {"model_name": "m", "model_version": "2"})
+    await ok(client, "delete_versioned_model", {"model_name": "m", "model_version": "1"})
     assert await store.get_current_version("m") is None  # the last version took the pointer with it
 
 

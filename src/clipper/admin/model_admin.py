@@ -226,8 +226,10 @@ class ModelAdmin(ManagementApi):
         return found
 
     def _unregister_versioned_models(self, model_versions: dict[str, list[str]]) -> None:
+        """Unregister the versions, each model's current one last: the API refuses it while others remain."""
         for name, versions in model_versions.items():
-            for version in versions:
+            current = self._current_or_none(name)
+            for version in sorted(versions, key=lambda v: v == current):
                 self._admin("delete_versioned_model", {"model_name": name, "model_version": version})
                 logger.info("Model %s:%s was successfully deleted", name, version)
 
@@ -236,8 +238,21 @@ class ModelAdmin(ManagementApi):
         self.stop_versioned_models(self._versions(model_names))
 
     def stop_versioned_models(self, model_versions_dict: dict[str, list[str]]) -> None:
-        """Stop and unregister the given versions, current ones included."""
+        """Stop and unregister the given versions; a current version only together with all the others.
+
+        Checked before anything stops: a current version whose model keeps other versions is refused whole.
+        """
         self._require_connection()
+        registered = self._versions(list(model_versions_dict))
+        for name, versions in model_versions_dict.items():
+            current = self._current_or_none(name)
+            kept = set(registered.get(name, [])) - {str(v) for v in versions}
+            if current in versions and kept:
+                raise ClipperException(
+                    f"Version {current} is the current version of model {name}; make another version "
+                    f"current first (set_model_version; other versions: {', '.join(sorted(kept))}). "
+                    "Nothing was stopped."
+                )
         self.cm.stop_models(model_versions_dict)
         self._unregister_versioned_models(model_versions_dict)
 

@@ -13,6 +13,7 @@ from clipper.errors import (
     ClipperError,
     ClusterError,
     ConfigConflict,
+    InUse,
     InvalidInput,
     Overloaded,
     UnknownApp,
@@ -34,7 +35,8 @@ HTTP_ERRORS: dict[type[ClipperError], tuple[int, str]] = {
 
 # Management edge: Clipper answers every rejected /admin call with 400 and the message as plain text
 # (reference §3), and a Clipper 0.4 client only checks `status != 200`, so one status fits all.
-MANAGEMENT_ERRORS: dict[type[ClipperError], int] = {ClipperError: 400}
+# One exception: a refusal to take away what serves gets 409, which a Clipper client also reads as an error.
+MANAGEMENT_ERRORS: dict[type[ClipperError], int] = {InUse: 409, ClipperError: 400}
 
 
 V = TypeVar("V")

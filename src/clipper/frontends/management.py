@@ -16,7 +16,7 @@ import uvloop
 from redis.exceptions import RedisError
 
 from clipper.config.store import ConfigStore, Db
-from clipper.errors import ConfigConflict, InvalidInput
+from clipper.errors import ConfigConflict, InUse, InvalidInput
 from clipper.frontends.management_http import build_management_app
 from clipper.schema import (
     FORBIDDEN_NAME_CHARS,
@@ -130,11 +130,19 @@ class Management:
         """Delete the version for real (Clipper only marked it for a frontend to sweep, §9 #19).
 
         A version Clipper had marked but never swept is deleted too. Deleting the last version drops the
-        current pointer; otherwise the pointer stays, even on this version, until set_model_version.
+        current pointer. The current version is refused while others remain (Clipper left the pointer on
+        the deleted version, and the model's apps with nothing that serves).
         """
         async with self._write_lock:
-            if version not in await self._store.model_versions(name):
+            versions = await self._store.model_versions(name)
+            if version not in versions:
                 raise ConfigConflict(f"model with name '{name}' and version '{version}' does not exist")
+            if len(versions) > 1 and await self._store.get_current_version(name) == version:
+                others = ", ".join(sorted(v for v in versions if v != version))
+                raise InUse(
+                    f"version '{version}' is the current version of model '{name}'; make another version "
+                    f"current first (set_model_version; other versions: {others}), then delete it"
+                )
             await self._store.delete_model(name, version)
         logger.info("Deleted model %s:%s", name, version)
 

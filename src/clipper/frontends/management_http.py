@@ -158,6 +158,15 @@ ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+IN_USE: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "Refused, nothing written: the version is current while the model has others; the "
+        "plain-text message says which version to make current first.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+
+
 def _serve_docs(app: FastAPI) -> None:
     """Swagger UI at /docs from the swagger-ui-bundle-v2 package, not a CDN, so the docs work offline."""
     app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
@@ -224,9 +233,17 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         }
     admin = APIRouter(prefix="/admin", dependencies=guards, responses=responses)
 
-    def text_post(path: str, body: type[BaseModel], tag: str) -> Callable[[Handler], Handler]:
+    def text_post(
+        path: str, body: type[BaseModel], tag: str, responses: dict[int | str, dict[str, Any]] | None = None
+    ) -> Callable[[Handler], Handler]:
         """A mutating call: a JSON body documented as `body`, answered in plain text as Clipper does."""
-        return admin.post(path, response_class=PlainTextResponse, openapi_extra=_body_doc(body), tags=[tag])
+        return admin.post(
+            path,
+            response_class=PlainTextResponse,
+            openapi_extra=_body_doc(body),
+            tags=[tag],
+            responses=responses,
+        )
 
     @text_post("/add_app", AddAppRequest, "applications")
     async def add_app(request: Request) -> str:
@@ -249,7 +266,7 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         await management.add_model(req)
         return f"Successfully added model with name '{req.model_name}' and input type '{req.input_type}'"
 
-    @text_post("/delete_versioned_model", ModelVersionRequest, "models")
+    @text_post("/delete_versioned_model", ModelVersionRequest, "models", IN_USE)
     async def delete_versioned_model(request: Request) -> str:
         """Delete a model version and its replica records."""
         req = await parse_body(request, ModelVersionRequest)
