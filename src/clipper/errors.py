@@ -39,7 +39,7 @@ class ConfigConflict(ClipperError):
 
 
 class InUse(ConfigConflict):
-    """The request would take away what is serving (the current version); the message says what to do first."""
+    """The request would take away what serves (the current version); the message says what to do first."""
 
 
 class ClusterError(ClipperError):
