@@ -87,7 +87,7 @@ class StoreRecorder:
 async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Event) -> None:
     """Build and run one query frontend until `stop` is set, then drain and leave."""
     fid = settings.frontend_id
-    store = ConfigStore(settings.redis_url)
+    store = ConfigStore(settings.redis_url, password=reveal(settings.redis_password))
     await store.start_retrying(retry_interval_s=0.5)
     metrics = QueryMetrics(CollectorRegistry(), fid)
     recorder = StoreRecorder(store, fid)
