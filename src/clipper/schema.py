@@ -16,6 +16,7 @@ from clipper.types import InputType
 NO_CONTAINER = "NO_CONTAINER"
 DEFAULT_POLICY = "DefaultOutputSelectionPolicy"
 NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+NAME_MAX_CHARS = 63  # a DNS label's limit, and a Kubernetes label value's: a name fits every manager
 FORBIDDEN_NAME_CHARS = (",", ":")
 # The same two rules as (anchored) JSON Schema patterns, so the OpenAPI document states what is enforced.
 DNS_LABEL_SCHEMA_PATTERN = f"^{NAME_PATTERN.pattern}$"
@@ -23,7 +24,12 @@ KEY_PART_SCHEMA_PATTERN = "^[^" + "".join(FORBIDDEN_NAME_CHARS) + "]*$"
 
 
 def check_dns_label(kind: str, value: str) -> str:
-    """Clipper's client-side rule for model names and versions (DNS-1123 label)."""
+    """Clipper's client-side rule for model names and versions (DNS-1123 label, so 63 characters at most)."""
+    if len(value) > NAME_MAX_CHARS:
+        raise ValueError(
+            f"Invalid value: {value[:20]!r}... ({len(value)} characters): {kind} must be at most "
+            f"{NAME_MAX_CHARS} characters (a DNS label, usable as a file, container and Kubernetes name)"
+        )
     if not NAME_PATTERN.fullmatch(value):
         raise ValueError(
             f"Invalid value: {value!r}: {kind} must consist of lower case alphanumeric characters or '-', "
@@ -40,8 +46,9 @@ AppName = Annotated[
     str,
     AfterValidator(_app_name),
     Field(
-        json_schema_extra={"pattern": DNS_LABEL_SCHEMA_PATTERN},
-        description="A DNS-1123 label: lower case alphanumerics and '-', alphanumeric at both ends.",
+        json_schema_extra={"pattern": DNS_LABEL_SCHEMA_PATTERN, "maxLength": NAME_MAX_CHARS},
+        description="A DNS-1123 label: lower case alphanumerics and '-', alphanumeric at both ends, "
+        f"at most {NAME_MAX_CHARS} characters.",
     ),
 ]
 
