@@ -209,6 +209,9 @@ class LocalContainerManager(ContainerManager):
             "CLIPPER_RPC_HOST": HOST,
             "CLIPPER_RPC_PORT": str(rpc_port),
             "CLIPPER_CACHE_SIZE_BYTES": str(info.cache_size_bytes),
+            # Stable across restarts: a restarted frontend takes over its registration and first clears
+            # the replica records its killed predecessor left in the store.
+            "CLIPPER_FRONTEND_ID": f"{self.cluster_name}-query-{index}",
         }
         ports = {"http": info.query_port, "rpc": rpc_port}
         return self.procs.spawn(f"query-{index}", ["clipper.frontends.query"], env, ports=ports)
