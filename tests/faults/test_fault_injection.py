@@ -25,7 +25,7 @@ import requests
 from clipper.admin import ClipperConnection, LocalContainerManager
 from clipper.admin.deployers.python import create_endpoint
 from clipper.admin.exceptions import ClipperException
-from clipper.admin.managers.process import is_alive
+from clipper.admin.managers.process import ProcessRecord, is_alive
 from tests.admin.conftest import make_manager
 from tests.conftest import wait_until
 
@@ -154,9 +154,13 @@ class Row:
 Kill = Callable[[LocalContainerManager], str]
 
 
+def record(manager: LocalContainerManager, role: str) -> ProcessRecord | None:
+    return next((r for r in manager.procs.records() if r.role == role), None)
+
+
 def kill(role: str) -> Kill:
     def step(manager: LocalContainerManager) -> str:
-        rec = manager.procs.get(role)
+        rec = record(manager, role)
         assert rec is not None and is_alive(rec), f"{role} is not running before the fault"
         psutil.Process(rec.pid).kill()
         return f"{role}:{rec.pid}"
@@ -294,7 +298,7 @@ def test_fault(cluster: ClipperConnection, report: list[Row], fault: Fault) -> N
         old_pids = {v.split(":")[0]: int(v.split(":")[1]) for v in victims}
 
         def restarted() -> bool:
-            recs = [manager.procs.get(role) for role in fault.roles]
+            recs = [record(manager, role) for role in fault.roles]
             return all(r is not None and r.pid != old_pids[r.role] and is_alive(r) for r in recs)
 
         wait_until(restarted, RECOVERY_TIMEOUT_S, f"the supervisor to restart {', '.join(fault.roles)}")
