@@ -53,6 +53,8 @@ _BUSY = (
 )
 # What a connection is reading, for its timeouts: between requests (or waiting for answers), a head, a body.
 _IDLE, _HEAD, _BODY = 0, 1, 2
+_CHUNKED = b"chunked"  # `_framing` of a chunked body (compared by identity)
+_SLASH = ord("/")
 
 
 class HttpApp(Protocol):
@@ -211,15 +213,15 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0  # of the head being read; 0 again once its headers are complete
         self._expect_continue = False
         self._authorization: bytes | None = None
-        self._content_length: bytes | None = None  # kept, like transfer-encoding, to reframe an Upgrade
-        self._chunked = False
+        self._framing: bytes | None = None  # the Content-Length value or _CHUNKED, to reframe an Upgrade
         self._refusal: tuple[int, str, str] | None = None  # answered once the parser returns
         self._write_paused = False
         self._reading = True
         self._closing = False
         self._phase = _HEAD  # a new connection owes its first head within header_timeout_s
-        self._phase_since = server.now
-        self._progress_at = server.now  # last body bytes
+        self._phase_since = server.now  # when the request being read began, or reading last resumed
+        self._seen_body_bytes = 0  # `_body_bytes` at the last sweep, and when it last changed there
+        self._seen_at = server.now
         self.idle_since: float | None = None  # set while nothing is read or owed
 
     # --- transport events ---
@@ -252,14 +254,11 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._phase != _BODY:  # a head, or the start of one, is being read: bound its size
-            room = self.server.max_header_bytes - self._head_bytes
-            if len(data) > room:
-                self._feed_up_to_the_head_limit(data, room)
-                return
             self._head_bytes += len(data)
-        self._feed(data)
-
-    def _feed(self, data: bytes) -> None:
+            if self._head_bytes > self.server.max_header_bytes:
+                self._head_bytes -= len(data)
+                self._feed_up_to_the_head_limit(data)
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -269,7 +268,7 @@ class _Connection(asyncio.Protocol):
         if self._refusal is not None:
             self._fail(*self._refusal)
 
-    def _feed_up_to_the_head_limit(self, data: bytes, room: int) -> None:
+    def _feed_up_to_the_head_limit(self, data: bytes) -> None:
         """Feed `data` only as far as the head may go; 431 if its headers are not complete by then.
 
         httptools joins a header's pieces by repeated concatenation, quadratic in its length, so an
@@ -278,8 +277,8 @@ class _Connection(asyncio.Protocol):
         """
         if self._closing:
             return
-        self._head_bytes += room
-        self._feed(data[:room])
+        room = self.server.max_header_bytes - self._head_bytes
+        self.data_received(data[:room])  # fills the bound exactly
         if self._closing:
             return
         if self._head_bytes:  # not reset by on_headers_complete: the head is longer than the limit
@@ -302,18 +301,16 @@ class _Connection(asyncio.Protocol):
         lines = [b"%b %b HTTP/%b" % (method, self._url, old.get_http_version().encode())]
         if not old.should_keep_alive():
             lines.append(b"connection: close")
-        if self._content_length is not None:
-            lines.append(b"content-length: " + self._content_length)
-        if self._chunked:
+        if self._framing is _CHUNKED:
             lines.append(b"transfer-encoding: chunked")
+        elif self._framing is not None:
+            lines.append(b"content-length: " + self._framing)
         if self._expect_continue:
             lines.append(b"expect: 100-continue")
         if self._authorization is not None:
             lines.append(b"authorization: " + self._authorization)
         self._parser = httptools.HttpRequestParser(self)
-        self._feed(b"\r\n".join(lines) + b"\r\n\r\n")
-        if rest and not self._closing:
-            self.data_received(rest)
+        self.data_received(b"\r\n".join(lines) + b"\r\n\r\n" + rest)
 
     # --- parser callbacks ---
 
@@ -325,8 +322,7 @@ class _Connection(asyncio.Protocol):
         self._body_bytes = 0  # `_body` is empty: emptied when the last message completed, or refused
         self._expect_continue = False
         self._authorization = None
-        self._content_length = None
-        self._chunked = False
+        self._framing = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -335,21 +331,20 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name)
-        if size == 13 and name.lower() == b"authorization":
+        if size == 14 and name.lower() == b"content-length":
+            self._framing = value
+            if value.isdigit() and int(value) > self.server.max_body_bytes:
+                self._refuse_body()
+        elif size == 13 and name.lower() == b"authorization":
             self._authorization = value
         elif size == 6 and name.lower() == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
-        elif size == 14 and name.lower() == b"content-length":
-            self._content_length = value
-            if value.isdigit() and int(value) > self.server.max_body_bytes:
-                self._refuse_body()
-        elif size == 17 and name.lower() == b"transfer-encoding":
-            self._chunked = b"chunked" in value.lower()
+        elif size == 17 and name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            self._framing = _CHUNKED
 
     def on_headers_complete(self) -> None:
         self._head_bytes = 0
         self._phase = _BODY
-        self._phase_since = self._progress_at = self.server.now
         # An interim answer may only go out while no earlier answer is owed on this connection; a
         # client that gets none sends the body after its own short wait.
         if self._expect_continue and self._refusal is None and not self._queue and self._transport:
@@ -357,7 +352,6 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
-        self._progress_at = self.server.now
         if self._body_bytes > self.server.max_body_bytes:
             self._refuse_body()
         elif self._refusal is None:
@@ -385,7 +379,7 @@ class _Connection(asyncio.Protocol):
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()  # the app holds the body from here on, for as long as it needs it
         url = self._url
-        if not url.startswith(b"/"):  # absolute form (RFC 9112 §3.2.2): route by the path after the host
+        if url[0] != _SLASH:  # absolute form (RFC 9112 §3.2.2): route by the path after the host
             scheme, sep, rest = url.partition(b"://")
             url = b"/" + rest.partition(b"/")[2] if sep and b"/" not in scheme else url
         path = url.partition(b"?")[0].decode("latin-1")
@@ -436,8 +430,10 @@ class _Connection(asyncio.Protocol):
         elif self._phase == _HEAD and now - self._phase_since > server.header_timeout_s:
             self._fail(408, "Request timeout", f"the request head took over {server.header_timeout_s:g} s")
         elif self._phase == _BODY:
+            if self._body_bytes != self._seen_body_bytes:
+                self._seen_body_bytes, self._seen_at = self._body_bytes, now
             elapsed = now - self._phase_since
-            stalled = now - self._progress_at > server.body_timeout_s
+            stalled = now - max(self._seen_at, self._phase_since) > server.body_timeout_s
             if stalled or (
                 elapsed > server.body_timeout_s and self._body_bytes < MIN_BODY_BYTES_PER_S * elapsed
             ):
@@ -456,7 +452,7 @@ class _Connection(asyncio.Protocol):
         if want != self._reading:
             self._reading = want
             if want:
-                self._phase_since = self._progress_at = self.server.now  # the pause was not the client's
+                self._phase_since = self.server.now  # the pause was not the client's
                 transport.resume_reading()
             else:
                 transport.pause_reading()
