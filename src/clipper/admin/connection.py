@@ -43,23 +43,22 @@ class ClipperConnection(ModelAdmin):
         num_frontend_replicas: int = 1,
     ) -> None:
         """Start a new cluster with the manager, wait until both frontends answer, and connect."""
-        try:
-            self.cm.start_clipper(
-                query_frontend_image,
-                mgmt_frontend_image,
-                frontend_exporter_image,
-                cache_size,
-                qf_http_thread_pool_size,
-                qf_http_timeout_request,
-                qf_http_timeout_content,
-                num_frontend_replicas,
-            )
-        except ClipperException as e:
-            logger.warning("Error starting Clipper: %s", e.msg)
-            raise
+        self.cm.start_clipper(
+            query_frontend_image,
+            mgmt_frontend_image,
+            frontend_exporter_image,
+            cache_size,
+            qf_http_thread_pool_size,
+            qf_http_timeout_request,
+            qf_http_timeout_content,
+            num_frontend_replicas,
+        )
         self._wait_until_healthy(HEALTH_TIMEOUT_S)
-        logger.info("Clipper is running")
         self.connected = True
+        for (name, version), replicas in sorted(self.cm.resumed_replicas().items()):
+            self.wait_for_model(name, version, replicas)
+            logger.info("Model %s:%s serves again with %d replica(s)", name, version, replicas)
+        logger.info("Clipper is running")
 
     def _wait_until_healthy(self, timeout_s: float) -> None:
         """Poll the query frontend's /health and the management /admin/ping until both answer 200."""
@@ -86,9 +85,16 @@ class ClipperConnection(ModelAdmin):
         self.connected = True
         logger.info("Successfully connected to Clipper cluster at %s", self.cm.get_query_addr())
 
-    def stop_all(self, graceful: bool = True) -> None:
-        """Stop every process or container of the cluster; a Redis the user gave is left alone."""
-        self.cm.stop_all(graceful=graceful)
+    def stop_all(self, graceful: bool = True, remove_state: bool = False) -> None:
+        """Stop every process or container of the cluster; a Redis the user gave is left alone.
+
+        The cluster's state (apps, models, links, versions) is kept for the next start, unless
+        `remove_state`: then the next `start_clipper()` begins from nothing.
+        """
+        if remove_state:
+            self.cm.stop_all(graceful=graceful, remove_state=True)
+        else:  # a manager written for Clipper 0.4 knows only `graceful`
+            self.cm.stop_all(graceful=graceful)
         self.connected = False
         logger.info("Stopped all Clipper cluster and all model containers")
 

@@ -96,8 +96,16 @@ class ContainerManager(abc.ABC):
         """Stop every model container of this cluster."""
 
     @abc.abstractmethod
-    def stop_all(self, graceful: bool = True) -> None:
-        """Stop everything this cluster runs (a Redis the user gave is left alone)."""
+    def stop_all(self, graceful: bool = True, remove_state: bool = False) -> None:
+        """Stop everything this cluster runs (a Redis the user gave is left alone).
+
+        `remove_state` also deletes what the cluster kept (config store data, models, secrets), so the next
+        start begins from nothing.
+        """
+
+    def resumed_replicas(self) -> dict[tuple[str, str], int]:
+        """(model, version) -> replicas that the last `start_clipper` started again, as before a stop."""
+        return {}
 
     def build_model(
         self,

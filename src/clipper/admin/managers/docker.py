@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -163,9 +164,18 @@ class DockerContainerManager(ContainerManager):
         publish: dict[int, int] | None = None,
         **kwargs: Any,
     ) -> Container:
-        """Start a container on this cluster's network, with the user's extra container arguments."""
+        """Start a container on this cluster's network, with the user's extra container arguments.
+
+        The engine restarts a container that exits unless it was stopped (`unless-stopped`), as the local
+        manager's supervisor does; the user's extra arguments may choose another policy.
+        """
         volumes = {**self.extra_container_kwargs.get("volumes", {}), **kwargs.pop("volumes", {})}
-        run_kwargs = {**self.extra_container_kwargs, **kwargs, "volumes": volumes}
+        run_kwargs = {
+            "restart_policy": {"Name": "unless-stopped"},
+            **self.extra_container_kwargs,
+            **kwargs,
+            "volumes": volumes,
+        }
         run_kwargs.update(name=name, labels=labels, environment=env)
         return run_container(self.client, image, command, self.network, publish, **run_kwargs)
 
@@ -489,11 +499,14 @@ class DockerContainerManager(ContainerManager):
         """Remove every model container of this cluster."""
         remove_containers(self._containers(CLIPPER_MODEL_CONTAINER_LABEL))
 
-    def stop_all(self, graceful: bool = True) -> None:
-        """Remove this cluster's containers (models first), then its network and Redis volume."""
+    def stop_all(self, graceful: bool = True, remove_state: bool = False) -> None:
+        """Remove this cluster's containers (models first), then its network and Redis volume, as Clipper
+        did; `remove_state` also removes its secrets."""
         remove_containers(self._containers(CLIPPER_MODEL_CONTAINER_LABEL), graceful=graceful)
         remove_containers(self._containers(), graceful=graceful)
         remove_networks_and_volumes(self.client, f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}")
+        if remove_state:
+            shutil.rmtree(self.secrets.directory, ignore_errors=True)
 
     # ----- addresses -----
 

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import requests
+from pydantic import BaseModel, Field, TypeAdapter
 
 from clipper.admin.managers.base import ContainerManager
 from clipper.admin.managers.process import (
@@ -89,6 +90,7 @@ class LocalContainerManager(ContainerManager):
             "redis": redis_port,
         }  # prometheus_port is accepted as Clipper's is: the query frontend serves /metrics itself
         self.info: ClusterInfo | None = None
+        self._resumed: dict[tuple[str, str], int] = {}
 
     @property
     def cluster_file(self) -> Path:
@@ -122,6 +124,7 @@ class LocalContainerManager(ContainerManager):
                 f"Cluster {self.cluster_name} cannot be started because it already exists. "
                 "Call connect() to use it or stop_all() to stop it first."
             )
+        plan = self._saved_replicas() | replica_plan(self.procs.records())  # dead records: a crash
         self.procs.stop(self.procs.records())  # records of processes that died; nothing is running
         started: list[ProcessRecord] = []
         try:
@@ -155,6 +158,29 @@ class LocalContainerManager(ContainerManager):
             self.info = None
             raise
         logger.info("Started cluster %s: query %s, management %s", self.cluster_name, *self._addrs())
+        self._resume(plan)
+
+    def resumed_replicas(self) -> dict[tuple[str, str], int]:
+        return dict(self._resumed)
+
+    @property
+    def replicas_file(self) -> Path:
+        """Where `stop_all` leaves the replica counts for the next `start_clipper`."""
+        return self.state_dir / "replicas.json"
+
+    def _saved_replicas(self) -> dict[tuple[str, str], ReplicaSet]:
+        if not self.replicas_file.exists():
+            return {}
+        sets = TypeAdapter(list[ReplicaSet]).validate_json(self.replicas_file.read_bytes())
+        return {(r.name, r.version): r for r in sets}
+
+    def _resume(self, plan: dict[tuple[str, str], ReplicaSet]) -> None:
+        """Start the replicas the cluster ran before it stopped (or died), so serving resumes on its own."""
+        for (name, version), rs in sorted(plan.items()):
+            logger.info("Resuming model %s:%s with %d replica(s) as before", name, version, rs.replicas)
+            self.set_num_replicas(name, version, rs.input_type, rs.image, rs.replicas)
+            self._resumed[(name, version)] = rs.replicas
+        self.replicas_file.unlink(missing_ok=True)
 
     def _choose_ports(self, cache_size_bytes: int) -> ClusterInfo:
         taken: set[int] = set()
@@ -336,15 +362,25 @@ class LocalContainerManager(ContainerManager):
         """The query frontend serves Prometheus text at /metrics, so it is the metric address."""
         return self.get_query_addr()
 
-    def stop_all(self, graceful: bool = True) -> None:
+    def stop_all(self, graceful: bool = True, remove_state: bool = False) -> None:
         """Stop the supervisor, every process but Redis at once, then our Redis; a Redis given by `redis_ip`
         is left alone. The last pass also takes any process recorded while the others ran.
+
+        The replica counts are kept for the next `start_clipper`, with the rest of the state (Redis data,
+        models, secrets, logs), unless `remove_state`: then the state directory goes, and the next start
+        begins from nothing.
         """
+        plan = replica_plan(self.live_records())
         self.procs.stop([r for r in self.procs.records() if r.role == SUPERVISOR_ROLE], graceful)
         self.procs.stop([r for r in self.procs.records() if r.role != "redis"], graceful)
         self.procs.stop(self.procs.records(), graceful)
         self.cluster_file.unlink(missing_ok=True)
         self.info = None
+        if remove_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            logger.info("Removed the state of cluster %s (%s)", self.cluster_name, self.state_dir)
+        elif plan:
+            self.replicas_file.write_bytes(TypeAdapter(list[ReplicaSet]).dump_json(list(plan.values())))
 
     def get_logs(self, logging_dir: str) -> list[str]:
         """Copy every process's log (live or not) into `logging_dir`."""
@@ -403,13 +439,17 @@ class LocalContainerManager(ContainerManager):
                 index += 1
             role = _replica_role(name, version, index)
             used.add(role)
-            env = {
-                "CLIPPER_MODEL_NAME": name,
-                "CLIPPER_MODEL_VERSION": version,
-                "CLIPPER_IP": HOST,
-                "CLIPPER_PORT": seed_port,
-                "CLIPPER_INPUT_TYPE": input_type,
-            } | _model_source(image) | self._secrets_env()  # locally, one user: the replica may read it all
+            env = (
+                {
+                    "CLIPPER_MODEL_NAME": name,
+                    "CLIPPER_MODEL_VERSION": version,
+                    "CLIPPER_IP": HOST,
+                    "CLIPPER_PORT": seed_port,
+                    "CLIPPER_INPUT_TYPE": input_type,
+                }
+                | _model_source(image)
+                | self._secrets_env()
+            )  # locally, one user: the replica may read it all
             self.procs.spawn(role, ["clipper.runtime"], env, model_name=name, model_version=version)
 
     def check_model_replicas(self, name: str, version: str) -> None:
@@ -431,6 +471,37 @@ class LocalContainerManager(ContainerManager):
 
     def stop_all_model_containers(self) -> None:
         self.procs.stop(r for r in self.procs.records() if r.model_name is not None)
+
+
+class ReplicaSet(BaseModel):
+    """The replicas one model version runs, as a start needs them again."""
+
+    name: str
+    version: str
+    input_type: str
+    image: str = Field(description="The model directory or 'package.module:function' replicas serve.")
+    replicas: int
+
+
+def replica_plan(records: list[ProcessRecord]) -> dict[tuple[str, str], ReplicaSet]:
+    """Model replicas among `records`, counted per version."""
+    plan: dict[tuple[str, str], ReplicaSet] = {}
+    for r in records:
+        if r.model_name is None or r.model_version is None:
+            continue
+        image = r.env.get("CLIPPER_MODEL_PATH") or r.env.get("CLIPPER_PREDICT_MODULE", "")
+        key = (r.model_name, r.model_version)
+        found = plan.get(key)
+        if found is None:
+            found = plan[key] = ReplicaSet(
+                name=r.model_name,
+                version=r.model_version,
+                input_type=r.env.get("CLIPPER_INPUT_TYPE", "doubles"),
+                image=image,
+                replicas=0,
+            )
+        found.replicas += 1
+    return plan
 
 
 def _replica_role(name: str, version: str, index: int) -> str:
