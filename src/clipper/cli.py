@@ -126,6 +126,12 @@ def start(
     Tokens live in the cluster's state directory (`secrets/`, owner-only); every `clipper` command of
     this user finds them there.
     """
+    running = state.manager().live_records()
+    if running:
+        raise CliError(
+            f"Cluster {state.cluster} is already running ({len(running)} processes); `clipper status` shows "
+            "it, `clipper stop` stops it (add --purge to start the next one from nothing)"
+        )
     manager = state.manager(
         clipper_query_port=query_port,
         clipper_management_port=management_port,
@@ -139,21 +145,29 @@ def start(
     with console.status(f"Starting cluster {state.cluster}..."):
         ClipperConnection(manager).start_clipper(cache_size=cache_size, num_frontend_replicas=frontends)
     console.print(f"[green]Cluster {state.cluster} is running[/green]")
+    for (name, version), count in sorted(manager.resumed_replicas().items()):
+        console.print(f"Resumed model {name}:{version} with {count} replica(s), as before the stop")
     console.print(addresses(manager))
 
 
 @cli.command()
 @click.option("--force", is_flag=True, help="Kill at once instead of asking processes to exit.")
+@click.option(
+    "--purge", is_flag=True, help="Also delete the cluster's state, so the next start begins from nothing."
+)
 @pass_state
-def stop(state: CliState, force: bool) -> None:
+def stop(state: CliState, force: bool, purge: bool) -> None:
     """Stop every process of the cluster.
 
-    A Redis given with `start --redis-ip` is left alone.
+    The state (apps, models, links, versions, replica counts) stays in the state directory and the next
+    `clipper start` serves it again, unless --purge. A Redis given with `start --redis-ip` is left alone.
     """
     manager = state.manager()
     running = manager.live_records()
-    manager.stop_all(graceful=not force)
+    manager.stop_all(graceful=not force, remove_state=purge)
     console.print(f"Stopped {len(running)} process(es) of cluster {state.cluster}")
+    if purge:
+        console.print(f"Removed its state ({manager.state_dir})")
 
 
 @cli.command()
@@ -203,13 +217,16 @@ def deploy(
 
     FUNCTION takes a list of inputs and returns a list of strings, one per input.
     """
-    func = runpy.run_path(str(file)).get(function)
+    try:
+        func = runpy.run_path(str(file)).get(function)
+    except Exception as e:  # the user's module: any error it raises is theirs to see, in one line
+        raise CliError(f"{file} raised {type(e).__name__} while loading: {e}") from e
     if not callable(func):
         raise CliError(f"{file} defines no function named {function!r}")
     conn = state.connect()
     version = version or _next_version(conn, name)
-    if app is not None and conn.get_app_info(app) is None:
-        conn.register_application(app, input_type, default_output, slo_micros)
+    conn.check_new_version(name, version)
+    new_app = app is not None and _check_app_fits(conn, app, name, input_type)
     with console.status(f"Deploying {name}:{version}..."):
         deploy_python_closure(
             conn,
@@ -222,9 +239,32 @@ def deploy(
             batch_size=batch_size,
         )
     console.print(f"[green]Deployed model {name}:{version}[/green] with {replicas} replica(s)")
-    if app is not None and name not in conn.get_linked_models(app):
+    if app is None:
+        return
+    if new_app:
+        conn.register_application(app, input_type, default_output, slo_micros)
+    if name not in conn.get_linked_models(app):
         conn.link_model_to_app(app, name)
         console.print(f"Linked {name} to app {app}: POST http://{conn.get_query_addr()}/{app}/predict")
+
+
+def _check_app_fits(conn: ClipperConnection, app: str, model: str, input_type: str) -> bool:
+    """Refuse, before anything is deployed, an --app the model cannot be linked to; True if it is new."""
+    info = conn.get_app_info(app)
+    if info is None:
+        return True
+    if InputType.parse(info["input_type"]) is not InputType.parse(input_type):
+        raise CliError(
+            f"App {app} takes {info['input_type']} and model {model} would take {input_type}; "
+            "deploy with the app's --input-type or choose another --app (nothing was deployed)"
+        )
+    linked = [m for m in info["linked_models"] if m != model]
+    if linked:
+        raise CliError(
+            f"App {app} is linked to model {linked[0]} and an app has one model; unlink it first "
+            f"(`clipper link {app} {linked[0]} --unlink`) or choose another --app (nothing was deployed)"
+        )
+    return False
 
 
 def _next_version(conn: ClipperConnection, name: str) -> str:
@@ -338,6 +378,9 @@ def replicas(state: CliState, model: str, count: int | None, version: str | None
     conn = state.connect()
     if count is not None:
         conn.set_num_replicas(model, count, version)
+        if count > 0:
+            with console.status(f"Waiting for {count} replica(s) of {model} to connect..."):
+                conn.wait_for_model(model, version, count)
     console.print(f"{model}: {conn.get_num_replicas(model, version)} replica(s)")
 
 

@@ -39,7 +39,7 @@ class ManagementApi:
         r = self._http.post(url, json=body, headers=self._auth_headers(), timeout=REQUEST_TIMEOUT_S)
         if r.status_code != 200:
             msg = f"Received error status code: {r.status_code} and message: {r.text}"
-            logger.error(msg)
+            logger.debug(msg)  # the exception carries it; a log line too would say it twice
             raise ClipperException(msg)
         return r
 
