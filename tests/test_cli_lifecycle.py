@@ -49,7 +49,8 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _one_error_line(result: Result) -> str:
     lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in result.output, result.output
+    assert "Traceback" not in result.output, result.output
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
     return lines[0]
 
 
@@ -60,10 +61,8 @@ def test_start_on_a_running_cluster_says_how_to_stop_it(clipper: Run) -> None:
 
 def test_deploy_checks_the_app_before_it_deploys(clipper: Run, model_file: Path) -> None:
     clipper("deploy", str(model_file), "predict", "--name", "words", "--input-type", "strings", "--app", "w")
-    line = _one_error_line(
-        clipper("deploy", str(model_file), "predict", "--name", "nums", "--input-type", "doubles",
-                "--app", "w", code=1)  # fmt: skip
-    )
+    args = ["deploy", str(model_file), "predict", "--name", "nums", "--input-type", "doubles", "--app", "w"]
+    line = _one_error_line(clipper(*args, code=1))
     assert "takes strings" in line and "nothing was deployed" in line
     assert "nums" not in clipper("models").output
 
@@ -90,8 +89,8 @@ def test_a_name_too_long_is_refused_before_anything_is_written(
 
 def test_an_admin_error_is_printed_once(clipper: Run, state_dir: Path) -> None:
     """Run as a user runs it (a real process, logging as configured there), not inside pytest's capture."""
-    cmd = [sys.executable, "-c", "from clipper.cli import main; main()",
-           "--cluster", "lifecycle", "--state-dir", str(state_dir), "link", "no-such-app", "words"]  # fmt: skip
+    cli_args = ["--cluster", "lifecycle", "--state-dir", str(state_dir), "link", "no-such-app", "words"]
+    cmd = [sys.executable, "-c", "from clipper.cli import main; main()", *cli_args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
     assert done.returncode == 1 and len(lines) == 1, lines
