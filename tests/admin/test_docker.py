@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
+import psutil
 import pytest
 import redis
 import requests
 
 from clipper.admin.connection import ClipperConnection
+from clipper.admin.exceptions import ClipperException
 from clipper.admin.managers.base import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
 from clipper.admin.managers.docker import DockerContainerManager
 from clipper.runtime.closure import save_closure
@@ -315,3 +317,38 @@ def test_secrets_reach_containers_only_as_read_only_files(
     ]
     conn.stop_all()
     docker_client.images.remove(f"{manager.cluster_name}-sum:1", force=True)
+
+
+def test_the_engine_restarts_a_crashed_container_and_redis_keeps_its_data(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str
+) -> None:
+    """Every container runs with `unless-stopped`: a process that dies comes back without user action."""
+    manager = make_manager()
+    start(manager, runtime_image)
+    conn = ClipperConnection(manager)
+    conn.connect()
+    # start_clipper can return while the management frontend still waits for Redis (a 503): poll.
+    wait_until(lambda: _apps(conn) == [], 60, "the management API to answer")
+    conn.register_application("kept", "doubles", "0", 100_000)
+    label = {"label": f"{CLIPPER_DOCKER_LABEL}={manager.cluster_name}"}
+    containers = docker_client.containers.list(filters=label)
+    assert containers and all(
+        c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped" for c in containers
+    )
+    redis_container = next(c for c in containers if "redis" in c.name)
+    init = psutil.Process(redis_container.attrs["State"]["Pid"])  # tini; redis-server is its child
+    init.children()[0].kill()  # a crash, not a `docker stop`
+
+    def restarted() -> bool:
+        redis_container.reload()
+        return redis_container.attrs["RestartCount"] >= 1 and redis_container.status == "running"
+
+    wait_until(restarted, 60, "the engine to restart the Redis container")
+    wait_until(lambda: _apps(conn) == ["kept"], 60, "the management API to read the app again")
+
+
+def _apps(conn: ClipperConnection) -> list[str] | None:
+    try:
+        return [a["name"] for a in conn.get_all_apps(verbose=True)]
+    except (ClipperException, requests.RequestException):  # the management frontend is reconnecting
+        return None
