@@ -17,7 +17,7 @@ from rich.markup import escape
 from clipper.admin.connection import ClipperConnection
 from clipper.admin.deployers.python import create_endpoint, deploy_python_closure
 from clipper.admin.managers.local import LocalContainerManager
-from clipper.admin.managers.process import log_tail
+from clipper.admin.managers.process import SUPERVISOR_ROLE, is_alive, log_tail
 from clipper.cli_tables import addresses, apps_table, containers_table, models_table, processes_table
 from clipper.errors import ClipperError
 from clipper.types import InputType
@@ -180,6 +180,11 @@ def status(state: CliState) -> None:
         console.print(f"Cluster {state.cluster} is not running (state in {manager.state_dir})")
         return
     console.print(processes_table(state.cluster, records))
+    if not any(r.role == SUPERVISOR_ROLE and is_alive(r) for r in records):
+        console.print(
+            "[yellow]The supervisor was not running, so processes that died stayed down; "
+            "connecting starts it again."
+        )
     conn = state.connect()
     console.print(apps_table(conn))
     console.print(models_table(conn, manager))

@@ -10,10 +10,12 @@ import psutil
 import pytest
 import redis
 import requests
+from click.testing import CliRunner
 
 from clipper.admin import ClipperConnection, LocalContainerManager
 from clipper.admin.deployers.python import create_endpoint
 from clipper.admin.managers.process import ProcessRecord, ProcessTable, is_alive
+from clipper.cli import cli
 from clipper.errors import ClusterError
 from tests.admin.conftest import make_manager, predict_until
 from tests.conftest import free_port, wait_until
@@ -134,6 +136,11 @@ def test_connect_without_cluster_and_with_a_dead_supervisor(tmp_path: Path) -> N
             psutil.Process(rec.pid).kill()
             wait_until(lambda rec=rec: not is_alive(rec), what=f"{rec.role} to die")
         assert manager.get_num_frontends() == 0  # nobody restarted the query frontend
+
+        args = ["--cluster", manager.cluster_name, "--state-dir", str(tmp_path), "status"]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert "supervisor was not running" in result.output  # and its connect() started it again
 
         other = make_manager(tmp_path, manager.cluster_name)
         other.connect()
