@@ -192,8 +192,12 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_query_frontend(settings, stop)
 
-    gc.freeze()  # what startup allocated is never garbage; keep the collector off it
-    gc.set_threshold(50_000, 20, 20)  # the query path allocates many short-lived objects
+    # What startup allocated is never garbage; keep full collections off it. The collector keeps its
+    # default thresholds: the query path frees nearly everything by reference counting, so under wrk
+    # (noop model, 64 connections, ~190k requests in 6 s) it ran 25 young and 1 full collection, 0.02 s
+    # in all (~0.1 us of ~16 us CPU per request), and raising the threshold to 50,000 bought nothing
+    # measurable while letting cyclic garbage live ~70x longer.
+    gc.freeze()
     uvloop.run(_run())
 
 
