@@ -29,7 +29,7 @@ class BenchCluster:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH")) if p
         )
-        self.cm = LocalContainerManager(  # the manager moves any port that clashes with another
+        self.cm = LocalContainerManager(
             cluster_name=name,
             clipper_query_port=free_port(),
             clipper_management_port=free_port(),

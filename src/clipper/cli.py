@@ -88,7 +88,12 @@ pass_state = click.make_pass_decorator(CliState)
 
 
 @cli.command()
-@click.option("--query-port", default=1337, show_default=True, help="HTTP port for predictions.")
+@click.option(
+    "--query-port",
+    default=1337,
+    show_default=True,
+    help="HTTP port for predictions. For every port, 0 lets clipper pick a free one.",
+)
 @click.option("--management-port", default=1338, show_default=True, help="HTTP port of the management API.")
 @click.option("--rpc-port", default=7000, show_default=True, help="Port model replicas connect to.")
 @click.option("--redis-port", default=6379, show_default=True, help="Port of the cluster's Redis.")

@@ -20,15 +20,15 @@ from tests.conftest import free_port
 
 
 def make_manager(state_dir: Path, name: str | None = None, **options: Any) -> LocalContainerManager:
-    """A manager for a fresh cluster on free ports, its state under `state_dir`; `options` for auth."""
+    """A fresh cluster on free ports, its state under `state_dir`; `options` for auth or other ports."""
+    ports = {
+        "clipper_query_port": free_port(),
+        "clipper_management_port": free_port(),
+        "clipper_rpc_port": free_port(),
+        "redis_port": free_port(),
+    }
     return LocalContainerManager(
-        cluster_name=name or f"test-{uuid.uuid4().hex[:8]}",
-        clipper_query_port=free_port(),
-        clipper_management_port=free_port(),
-        clipper_rpc_port=free_port(),
-        redis_port=free_port(),
-        state_dir=state_dir,
-        **options,
+        cluster_name=name or f"test-{uuid.uuid4().hex[:8]}", state_dir=state_dir, **(ports | options)
     )
 
 

@@ -218,7 +218,7 @@ class DockerContainerManager(ContainerManager):
             ensure_network(self.client, self.network, {CLIPPER_DOCKER_LABEL: self.cluster_name})
         taken: set[int] = set()
         for key in ("query_rest", "query_rpc", "management") + (() if self.external_redis else ("redis",)):
-            self.ports[key] = choose_port(self.ports[key], taken)
+            self.ports[key] = choose_port(self.ports[key], taken, key.replace("_", " "))
             taken.add(self.ports[key])
         self.ports["metric"] = self.ports["query_rest"]
         self.redis_url = self._redis_url()

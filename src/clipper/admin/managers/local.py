@@ -186,7 +186,7 @@ class LocalContainerManager(ContainerManager):
         taken: set[int] = set()
 
         def pick(role: str) -> int:
-            port = choose_port(self._requested[role], taken)
+            port = choose_port(self._requested[role], taken, role)
             taken.add(port)
             return port
 

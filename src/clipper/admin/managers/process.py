@@ -74,8 +74,13 @@ class ClusterInfo(BaseModel):
 
 
 def port_is_free(port: int) -> bool:
-    """True if nothing listens on 127.0.0.1:`port` (so we may bind it)."""
+    """True if nothing listens on `port` (so we may bind it).
+
+    SO_REUSEADDR as the servers themselves bind: connections of a stopped cluster lingering in TIME_WAIT
+    (a client's keep-alive) do not make the port look taken.
+    """
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -90,15 +95,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def choose_port(requested: int, taken: set[int]) -> int:
-    """The requested port if free, else a free one, as Clipper's Docker manager does."""
-    if requested not in taken and port_is_free(requested):
-        return requested
-    port = free_port()
-    while port in taken:
+def port_holder(port: int) -> str | None:
+    """`pid N (name)` of the process listening on `port`, when this user may see it."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        return None
+    return None
+
+
+def choose_port(requested: int, taken: set[int], role: str) -> int:
+    """The port asked for (a default counts as asked for), or an error naming what holds it.
+
+    Only 0 leaves the choice to us: then a free port is taken and said loudly. A cluster that moved to
+    another port without a word would be reached by nobody at the address its users know.
+    """
+    if requested == 0:
         port = free_port()
-    logger.warning("Port %s is in use; using %s instead", requested, port)
-    return port
+        while port in taken:
+            port = free_port()
+        logger.warning("The %s port was left to choose (0): using %d", role, port)
+        return port
+    if requested in taken:
+        raise ClusterError(f"Port {requested} is asked for twice (the {role} port and another)")
+    if not port_is_free(requested):
+        holder = port_holder(requested)
+        raise ClusterError(
+            f"The {role} port {requested} is in use{f' by {holder}' if holder else ''}; stop that process "
+            f"or choose another {role} port (0 lets clipper pick a free one)"
+        )
+    return requested
 
 
 class ProcessTable:
