@@ -153,7 +153,7 @@ def main() -> None:
     try:
         if not _wait_for_own_record(table, timeout_s=10.0):
             logger.error("No record names this process as the supervisor of %s; exiting", settings.state_dir)
-            return
+            raise SystemExit(1)
         Supervisor(table, settings).run(stop)
     finally:
         for sig, handler in previous.items():
