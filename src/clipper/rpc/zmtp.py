@@ -109,13 +109,22 @@ def error(reason: str) -> bytes:
     return command(b"ERROR", bytes((len(data),)) + data)
 
 
+_SHORT_HEADERS = {flags: [bytes((flags, n)) for n in range(256)] for flags in (0, _MORE)}
+
+
 def encode(frames: list[bytes]) -> bytes:
-    """One multipart message as wire bytes."""
-    last = len(frames) - 1
+    """One multipart message as wire bytes (short-frame headers come from a table: this is per batch)."""
+    if not frames:
+        return b""
+    more = _SHORT_HEADERS[_MORE]
     parts = []
-    for i, frame in enumerate(frames):
-        parts.append(_frame_header(_MORE if i < last else 0, len(frame)))
+    for frame in frames[:-1]:
+        n = len(frame)
+        parts.append(more[n] if n < 256 else _frame_header(_MORE, n))
         parts.append(frame)
+    n = len(frames[-1])
+    parts.append(_SHORT_HEADERS[0][n] if n < 256 else _frame_header(0, n))
+    parts.append(frames[-1])
     return b"".join(parts)
 
 
@@ -162,73 +171,102 @@ class Parser:
     """
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self.limits = limits if limits is not None else Limits()
         self.mechanism: bytes | None = None  # the peer's, once its greeting has arrived
         self._buf = bytearray()
         self._frames: list[bytes] = []
-        self._message_bytes = 0
+        self._limits = limits if limits is not None else Limits()
+        # The limits, unpacked for the hot loop: what the message in progress may still add.
+        self._bytes_left = self._limits.message_bytes
+        self._frames_left = self._limits.message_frames
+
+    @property
+    def limits(self) -> Limits:
+        """What a peer may send; replacing them applies to the message in progress too."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        self._bytes_left += limits.message_bytes - self._limits.message_bytes
+        self._frames_left += limits.message_frames - self._limits.message_frames
+        self._limits = limits
 
     @property
     def buffered(self) -> int:
         """Bytes held between feeds: an incomplete frame and the frames of an incomplete message."""
-        return len(self._buf) + self._message_bytes
+        return len(self._buf) + self._limits.message_bytes - self._bytes_left
 
     def feed(self, data: bytes | memoryview) -> Iterator[Command | list[bytes]]:
         """Yield each complete command and message in `data` (plus what earlier calls left over).
 
-        `data` is copied before the first yield, so the caller may reuse its buffer afterwards.
+        Bytes that complete whole messages are parsed in place (each frame copied once); anything else is
+        appended to a buffer first; either way the caller may reuse its buffer once the iteration ends.
         """
         buf = self._buf
-        buf += data
         pos = 0
-        if self.mechanism is None:
-            if len(buf) < GREETING_SIZE:
-                return
-            self.mechanism = check_greeting(bytes(buf[:GREETING_SIZE]))
-            pos = GREETING_SIZE
-        end = len(buf)
-        limits = self.limits
+        src: bytes | bytearray | memoryview = data
+        if buf or type(data) is not bytes or self.mechanism is None:  # indexing a memoryview is slow
+            buf += data
+            src = buf
+            if self.mechanism is None:
+                if len(buf) < GREETING_SIZE:
+                    return
+                self.mechanism = check_greeting(bytes(buf[:GREETING_SIZE]))
+                pos = GREETING_SIZE
+        end = len(src)
+        limits = self._limits
+        max_command = limits.command_bytes
+        frames = self._frames
+        bytes_left = self._bytes_left
+        frames_left = self._frames_left
         try:
             while end - pos >= 2:
-                flags = buf[pos]
+                flags = src[pos]
                 if flags & _LONG:
                     if end - pos < 9:
                         break
-                    (size,) = _U64.unpack_from(buf, pos + 1)
+                    (size,) = _U64.unpack_from(src, pos + 1)
                     start = pos + 9
                 else:
-                    size = buf[pos + 1]
+                    size = src[pos + 1]
                     start = pos + 2
                 if flags & _COMMAND:
-                    if size > limits.command_bytes:
-                        raise LimitExceeded(
-                            f"command of {size} bytes exceeds the limit of {limits.command_bytes}"
-                        )
-                elif self._message_bytes + size > limits.message_bytes:
-                    raise LimitExceeded(
-                        f"message of over {self._message_bytes + size} bytes exceeds the limit of"
-                        f" {limits.message_bytes}"
-                    )
-                elif len(self._frames) >= limits.message_frames:
-                    raise LimitExceeded(f"message of over {limits.message_frames} frames exceeds the limit")
-                if end - start < size:
-                    break
-                body = bytes(buf[start : start + size])
-                pos = start + size
-                if flags & _COMMAND:
+                    if size > max_command:
+                        raise LimitExceeded(f"command of {size} bytes exceeds the limit of {max_command}")
+                    if end - start < size:
+                        break
+                    body = bytes(src[start : start + size])
+                    pos = start + size
                     if not body or body[0] + 1 > len(body):
                         raise ZmtpError("malformed command frame")
                     yield Command(body[1 : 1 + body[0]], body[1 + body[0] :])
-                elif flags & _MORE:
-                    self._frames.append(body)
-                    self._message_bytes += size
+                    continue
+                if size > bytes_left:
+                    raise LimitExceeded(
+                        f"message of over {limits.message_bytes - bytes_left + size} bytes exceeds the limit"
+                        f" of {limits.message_bytes}"
+                    )
+                if not frames_left:
+                    raise LimitExceeded(f"message of over {limits.message_frames} frames exceeds the limit")
+                if end - start < size:
+                    break
+                frames.append(bytes(src[start : start + size]))
+                pos = start + size
+                if flags & _MORE:
+                    bytes_left -= size
+                    frames_left -= 1
                 else:
-                    self._frames.append(body)
-                    message, self._frames = self._frames, []
-                    self._message_bytes = 0
+                    message = frames
+                    frames = self._frames = []
+                    bytes_left = limits.message_bytes
+                    frames_left = limits.message_frames
                     yield message
         finally:
-            del buf[:pos]
+            self._bytes_left = bytes_left
+            self._frames_left = frames_left
+            if src is buf:
+                del buf[:pos]
+            elif pos < end:
+                buf += src[pos:]
 
 
 def pong(ping: Command) -> bytes:
