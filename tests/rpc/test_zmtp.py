@@ -142,3 +142,12 @@ def test_malformed_hello_is_a_zmtp_error(body):
 def test_malformed_metadata_is_a_zmtp_error(body):
     with pytest.raises(zmtp.ZmtpError, match="metadata"):
         zmtp.ready_properties(body)
+
+
+def test_limits_raised_while_a_feed_yields_apply_to_the_next_message():
+    """The frontend raises the limits when a NewContainer is yielded; the next (large) answer must pass."""
+    parser = zmtp.Parser(zmtp.Limits(message_bytes=100, message_frames=4, command_bytes=100))
+    for _ in parser.feed(zmtp.greeting(as_server=False) + zmtp.encode([b"", b"new container"])):
+        parser.limits = zmtp.Limits(message_bytes=10_000, message_frames=4, command_bytes=100)
+    big = [b"", b"x" * 5000]
+    assert list(parser.feed(zmtp.encode(big))) == [big]

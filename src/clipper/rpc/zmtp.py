@@ -261,8 +261,9 @@ class Parser:
                     frames_left = limits.message_frames
                     yield message
         finally:
-            self._bytes_left = bytes_left
-            self._frames_left = frames_left
+            # If the limits were replaced while we yielded, carry the change over to what is left.
+            self._bytes_left = bytes_left + self._limits.message_bytes - limits.message_bytes
+            self._frames_left = frames_left + self._limits.message_frames - limits.message_frames
             if src is buf:
                 del buf[:pos]
             elif pos < end:
