@@ -98,8 +98,8 @@ async def test_default_head_bound_is_64_kib(app: App) -> None:
 
 
 async def test_head_not_complete_within_the_header_timeout_is_408_and_closes(app: App) -> None:
-    """A slowloris head (and a connection that sends nothing) is answered 408 and closed; a connection
-    waiting for its answer is left alone."""
+    """A slowloris head is answered 408 and closed, a new connection that sends nothing just closed; a
+    connection waiting for its answer is left alone."""
     async with serving(app, header_timeout_s=0.3) as server:
         busy = await client(server)
         busy.send(get("/hold"))
@@ -110,7 +110,6 @@ async def test_head_not_complete_within_the_header_timeout_is_408_and_closes(app
         assert reply.status == 408
         assert "head" in reply.json()["cause"]
         assert await slow.closed_by_server()
-        assert (await silent.reply()).status == 408
         assert await silent.closed_by_server()
         respond((200, [], b"late"))  # by now past the timeout too, but it owes nothing to read
         assert (await busy.reply()).body == b"late"

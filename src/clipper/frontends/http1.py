@@ -429,7 +429,12 @@ class _Connection(asyncio.Protocol):
         elif not self._reading or self._closing:
             return
         elif self._phase == _HEAD and now - self._phase_since > server.header_timeout_s:
-            self._fail(408, "Request timeout", f"the request head took over {server.header_timeout_s:g} s")
+            if not self._head_bytes:  # a new connection that never sent a byte: no request to answer
+                self.close_when_idle()
+            else:
+                self._fail(
+                    408, "Request timeout", f"the request head took over {server.header_timeout_s:g} s"
+                )
         elif self._phase == _BODY:
             if self._body_bytes != self._seen_body_bytes:
                 self._seen_body_bytes, self._seen_at = self._body_bytes, now
