@@ -179,6 +179,17 @@ def test_connection_cap_leaves_file_descriptors_for_the_rest() -> None:
     assert connection_cap(10_000, 100) == 1
 
 
+async def test_start_lowers_max_connections_to_fit_the_fd_limit_and_says_so(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        pytest.skip("no open-file limit to fit")
+    async with serving(app, max_connections=10**9) as server:
+        assert server.max_connections == connection_cap(10**9, soft)
+    assert f"max_connections 1000000000 lowered to {server.max_connections}" in caplog.text
+
+
 # --- request targets, upgrades, headers ---
 
 
