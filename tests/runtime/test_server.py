@@ -8,10 +8,12 @@ import struct
 import numpy as np
 import pytest
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from clipper.rpc import codec
 from clipper.settings import ContainerSettings
 from clipper.types import InputType
+from tests.conftest import wait_until
 
 
 def test_handshake_announces_model_and_rpc_version(frontend, make_settings, start_container):
@@ -203,5 +205,45 @@ def test_container_started_before_the_frontend_registers(zmq_context, start_cont
         assert router.poll(10_000), "no heartbeat reached the late frontend"
         _, *frames = router.recv_multipart()
         assert codec.decode_container_message(frames) == codec.Heartbeat()
+    finally:
+        router.close()
+
+
+def test_presents_its_token_to_a_libzmq_router_that_asks_for_plain(zmq_context, start_container):
+    """Our PLAIN client matches libzmq: a ROUTER with PLAIN_SERVER and a ZAP handler takes us in."""
+    authenticator = ThreadAuthenticator(zmq_context)
+    authenticator.start()
+    authenticator.configure_plain(domain="*", passwords={"clipper": "tok"})
+    router = zmq_context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.setsockopt(zmq.PLAIN_SERVER, 1)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        settings = ContainerSettings(
+            model_name="m", model_version="1", port=port, heartbeat_interval_ms=50, rpc_token="tok"
+        )
+        start_container(settings, lambda xs: [str(x) for x in xs])
+        assert router.poll(10_000), "no heartbeat over PLAIN"
+        _, *frames = router.recv_multipart()
+        assert codec.decode_container_message(frames) == codec.Heartbeat()
+    finally:
+        router.close()
+        authenticator.stop()
+
+
+def test_without_a_token_it_says_so_and_keeps_retrying(zmq_context, start_container, caplog):
+    router = zmq_context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.setsockopt(zmq.PLAIN_SERVER, 1)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        settings = ContainerSettings(model_name="m", model_version="1", port=port, heartbeat_interval_ms=50)
+        start_container(settings, lambda xs: [str(x) for x in xs])
+        wait_until(
+            lambda: any("CLIPPER_RPC_TOKEN is missing or wrong" in r.getMessage() for r in caplog.records),
+            timeout_s=10,
+            what="the missing-token error",
+        )
+        assert not router.poll(0)
     finally:
         router.close()
