@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import gc
 import resource
+import subprocess
+import sys
 import tracemalloc
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -170,13 +172,14 @@ async def test_connections_past_max_connections_get_503_and_close(app: App) -> N
 
 
 def test_connection_cap_leaves_file_descriptors_for_the_rest() -> None:
-    """The cap keeps `reserved_fds` or a quarter of the soft limit free, whichever is more."""
+    """The cap keeps `reserved_fds` or a quarter of the soft limit free, whichever is more, at most half."""
     assert connection_cap(10_000, 1024) == 1024 - FD_RESERVE_MIN
+    assert connection_cap(10_000, 1024, reserved_fds=1024 + FD_RESERVE_MIN) == 512  # the RPC cap's reserve
     assert connection_cap(10_000, 20_000) == 10_000
     assert connection_cap(10_000, 12_000) == 9_000
     assert connection_cap(10_000, 12_000, reserved_fds=5_000) == 7_000
     assert connection_cap(10_000, resource.RLIM_INFINITY) == 10_000
-    assert connection_cap(10_000, 100) == 1
+    assert connection_cap(10_000, 100) == 50
 
 
 async def test_start_lowers_max_connections_to_fit_the_fd_limit_and_says_so(
@@ -264,3 +267,14 @@ async def test_aborted_uploads_are_freed_without_the_cyclic_collector(app: App) 
     finally:
         tracemalloc.stop()
         gc.enable()
+
+
+def test_the_frontend_raises_its_open_file_limit_to_the_hard_limit() -> None:
+    """Run in a child whose soft limit is 1,024, as many systems default it."""
+    code = (
+        "import resource; from clipper.frontends.http1 import raise_fd_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))\n"
+        "assert raise_fd_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

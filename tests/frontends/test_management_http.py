@@ -255,7 +255,7 @@ async def test_add_app_without_json_content_type(client: httpx.AsyncClient) -> N
         (app_body(input_type="tensors"), "input_type: Invalid input_type 'tensors'. Use one of: bytes,"),
         (app_body(name="My_App"), "name: Invalid value: 'My_App': application name must consist of"),
         (app_body(name="a,b"), "name: Invalid value: 'a,b'"),
-        (app_body(name="a" * 64), "name: Invalid value: 'aaaaaaaaaaaaaaaaaaaa'... (64 characters): application"),
+        (app_body(name="a" * 64), "name: Invalid value: 'aaaaaaaaaaaaaaaaaaaa'... (64 characters)"),
         (app_body(latency_slo_micros=0), "latency_slo_micros: Input should be greater than 0"),
         (app_body(latency_slo_micros=-5), "latency_slo_micros: Input should be greater than 0"),
         (app_body(latency_slo_micros=2**31), "latency_slo_micros: Input should be less than or equal to"),

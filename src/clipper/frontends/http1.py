@@ -36,7 +36,7 @@ MAX_PIPELINED = 16  # unanswered requests per connection before it stops reading
 MAX_URL_BYTES = 8192  # request targets longer than this get 414
 MIN_BODY_BYTES_PER_S = 16 * 1024  # past body_timeout_s, a body arriving slower than this gets 408
 FD_RESERVE_MIN = 256  # file descriptors kept for everything but client connections: at least this many...
-FD_RESERVE_SHARE = 4  # ...or a quarter of the soft limit, whichever is more
+FD_RESERVE_SHARE = 4  # ...or a quarter of the soft limit, whichever is more, but never over half of it
 _REASONS = {
     100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
     405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
@@ -70,11 +70,27 @@ class HttpApp(Protocol):
 
 
 def connection_cap(requested: int, fd_soft_limit: int, reserved_fds: int = FD_RESERVE_MIN) -> int:
-    """`requested`, lowered so client connections leave `reserved_fds` (or a quarter) for everything else."""
+    """`requested`, lowered so client connections leave `reserved_fds` (or a quarter) for everything else.
+
+    The reserve never takes more than half the limit: a 1,024-descriptor limit still serves 512 clients.
+    """
     if fd_soft_limit == resource.RLIM_INFINITY:
         return requested
-    reserve = max(reserved_fds, fd_soft_limit // FD_RESERVE_SHARE)
+    reserve = min(max(reserved_fds, fd_soft_limit // FD_RESERVE_SHARE), fd_soft_limit // 2)
     return max(1, min(requested, fd_soft_limit - reserve))
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit (as servers do); the soft limit after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            logger.warning("Could not raise the open-file limit from %d to %d: %s", soft, hard, e)
+            return soft
+        logger.info("Raised the open-file limit from %d to %d", soft, hard)
+    return hard
 
 
 class HttpServer:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from clipper.config.store import ConfigStore
 from clipper.frontends.follower import ConfigFollower
-from clipper.frontends.http1 import FD_RESERVE_MIN, HttpServer
+from clipper.frontends.http1 import FD_RESERVE_MIN, HttpServer, raise_fd_limit
 from clipper.frontends.metrics import QueryMetrics
 from clipper.frontends.query_http import QueryApp
 from clipper.query.processor import QueryProcessor
@@ -184,6 +184,7 @@ async def _heartbeat_registry(store: ConfigStore, me: Frontend, ttl_ms: int) -> 
 def main() -> None:
     settings = QueryFrontendSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_fd_limit()  # clients and containers are sockets: a 1,024 default would cap them early
 
     async def _run() -> None:
         stop = asyncio.Event()
