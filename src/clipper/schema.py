@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from clipper.errors import InvalidInput
-from clipper.types import InputType
+from clipper.types import INT32_MAX, INT32_MIN, InputType
 
 NO_CONTAINER = "NO_CONTAINER"
 DEFAULT_POLICY = "DefaultOutputSelectionPolicy"
@@ -172,8 +172,6 @@ class Detail(BaseModel):
 # int, `1.5` is not an int, `"true"` is not a bool; ints are int32. Unknown keys are refused. An integral
 # number written with a fraction or exponent (`1.0`, `1e3`) is an integer, as JSON Schema (and so the
 # OpenAPI document) defines it; Clipper refused those.
-
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def _integral(value: object) -> object:

@@ -6,6 +6,8 @@ import enum
 
 from clipper.errors import InvalidInput
 
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the range of Clipper's integers, on the wire and in the API
+
 
 class InputType(enum.IntEnum):
     """The five input types; the value is the RPC v3 data-type code."""

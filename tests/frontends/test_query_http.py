@@ -102,3 +102,20 @@ async def test_brackets_outside_the_inputs_do_not_count_as_inputs() -> None:
     status, _, reply = call(app, "POST", "/doubles/predict", body)
     assert status == 200
     assert len(orjson.loads(reply)["batch_predictions"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "cause"),
+    [
+        ("/integers/predict", b'{"input": [1, 99999999999999999999]}', "outside the int32 range"),
+        ("/integers/predict", b'{"input": [2147483648]}', "2147483648 is outside the int32 range"),
+        ("/integers/predict", b'{"input": [1, 2.5]}', "2.5 is not an integer"),
+        ("/strings/predict", b'{"input": "caf\xe9"}', "not valid UTF-8 (byte 0xe9 at offset 14)"),
+    ],
+)
+async def test_errors_name_the_real_cause(path: str, body: bytes, cause: str) -> None:
+    """Not Python's words ('int too large to convert to C long') or orjson's ('surrogates not allowed')."""
+    response = call(make_app(asyncio.get_running_loop()), "POST", path, body)
+    assert response[0] == 400
+    message = error_of(response)["cause"]
+    assert cause in message and "C long" not in message and "surrogates" not in message

@@ -133,7 +133,7 @@ class QueryApp:
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
-                raise InvalidInput(f"Error parsing JSON: {e}") from e
+                raise InvalidInput(f"Error parsing JSON: {_json_error(raw, e)}") from e
             # Both `true` and `false` contain an "e", and one memchr over the body is far cheaper than a
             # check per element; a body with an "e" elsewhere (exponents, "version") just takes the check.
             parsed = parse_request(body, route.input_type, b"e" in raw, self.max_inputs)
@@ -182,3 +182,12 @@ class QueryApp:
         except ClipperError as e:
             self.in_flight -= 1
             respond(self.error_response(app_name, e))
+
+
+def _json_error(raw: bytes, error: orjson.JSONDecodeError) -> str:
+    """orjson's message, except for bytes that are not UTF-8, which it reports as 'surrogates not allowed'."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError as e:
+        return f"the body is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
+    return str(error)

@@ -11,7 +11,7 @@ from array import array
 from typing import Any
 
 from clipper.errors import InvalidInput
-from clipper.types import InputType
+from clipper.types import INT32_MAX, INT32_MIN, InputType
 
 
 class TooManyInputs(InvalidInput):
@@ -63,7 +63,17 @@ def encode_input(value: Any, input_type: InputType, field: str, may_hold_bools: 
                 raise InvalidInput(
                     f"Array input of type {_json_type(bad)} is not of type Number in {field}"
                 ) from e
-            kind = "int" if input_type is InputType.INTEGERS else input_type.wire_name[:-1]
+            if input_type is InputType.INTEGERS:
+                wrong = next(v for v in value if not isinstance(v, int) or not INT32_MIN <= v <= INT32_MAX)
+                problem = (  # JSON integers past int64 arrive as floats: 1e+20 is integral, and too large
+                    "not an integer"
+                    if isinstance(wrong, float) and not wrong.is_integer()
+                    else f"outside the int32 range [{INT32_MIN}, {INT32_MAX}]"
+                )
+                raise InvalidInput(
+                    f"Array input of type Number is not of type int in {field}: {wrong!r} is {problem}"
+                ) from e
+            kind = input_type.wire_name[:-1]
             raise InvalidInput(f"Array input of type Number is not of type {kind} in {field}: {e}") from e
         if code == "f" and any(abs(v) > _FLOAT_MAX for v in value if isinstance(v, float) and v == v):
             raise InvalidInput(f"Array input of type Number is not of type float in {field}: out of range")
