@@ -97,9 +97,11 @@ def test_an_answer_from_another_replica_is_dropped_and_counted(cluster: QueryClu
 
 def test_a_thousand_containers_leaving_together_leave_no_record(cluster: QueryCluster):
     cluster.model("m")
-    peers = [RawPeer(cluster.rpc_port) for _ in range(1000)]
-    for peer in peers:
-        peer.register("m")
+    peers = []
+    for _ in range(1000):
+        peer = RawPeer(cluster.rpc_port)
+        peer.register("m")  # at once, as a container does: a connection must register within 5 s
+        peers.append(peer)
     wait_until(lambda: cluster.replicas("m", "1") == 1000, timeout_s=60, what="1000 registrations")
     for peer in peers:
         peer.close()
