@@ -68,3 +68,8 @@ def slow_once(inputs):
         _slowed = True
         time.sleep(float(os.environ.get("TEST_SLOW_S", "1.0")))
     return [str(np.asarray(x).sum()) for x in inputs]
+
+
+def labelled(inputs):
+    """Answers a dict per input, as a classifier might: it reaches the client as a JSON object."""
+    return [{"label": "big" if np.asarray(x).sum() > 1 else "small", "ok": True} for x in inputs]

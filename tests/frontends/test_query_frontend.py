@@ -91,6 +91,13 @@ def test_a_model_that_raises_answers_with_the_error_and_keeps_serving(cluster: Q
         assert "this model always fails" in reply["default_explanation"]
 
 
+def test_a_model_returning_dicts_answers_json_objects(cluster: QueryCluster):
+    cluster.model("m")
+    cluster.container("m", "labelled")
+    cluster.app("a", model="m")
+    assert cluster.post("a", {"input": [2.0]}).json()["output"] == {"label": "big", "ok": True}
+
+
 def test_outputs_are_embedded_as_clipper_embeds_them(cluster: QueryCluster):
     """An output that parses as JSON is embedded as JSON; anything else, the empty string too, as a string."""
     cluster.model("m", input_type="strings")

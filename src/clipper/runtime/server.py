@@ -21,6 +21,7 @@ from clipper.errors import ClipperError
 from clipper.rpc import codec, zmtp
 from clipper.runtime.closure import PredictFunction
 from clipper.runtime.inputs import MalformedInput, decode_inputs
+from clipper.runtime.outputs import encode_output
 from clipper.settings import ContainerSettings
 from clipper.types import InputType
 
@@ -330,7 +331,7 @@ class ModelContainer:
             return codec.encode_container_error(message.msg_id, str(e))
 
     def _run_batch(self, request: codec.PredictRequest) -> list[bytes]:
-        """Decode inputs, call the model, encode each output with `str()`; raise BatchFailed with a reason."""
+        """Decode inputs, call the model, encode each output (`runtime.outputs`); BatchFailed says why not."""
         n = len(request.inputs)
         try:
             inputs = decode_inputs(request.input_type, request.inputs)
@@ -342,7 +343,7 @@ class ModelContainer:
                 raise BatchFailed(f"model returned {type(outputs).__name__}, expected a list of {n} outputs")
             if len(outputs) != n:
                 raise BatchFailed(f"model returned {len(outputs)} outputs for {n} inputs")
-            return [str(output).encode() for output in outputs]
+            return [encode_output(output) for output in outputs]
         except BatchFailed as e:
             self._log_once(str(e), None)
             raise
