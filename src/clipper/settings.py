@@ -7,7 +7,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 SECRETS_DIR_VARIABLE = "CLIPPER_SECRETS_DIR"
+RPC_FRAMES_BESIDES_OUTPUTS = 6  # frames of an RPC message besides its inputs or outputs, at most
 
 
 def _frontend_id() -> str:
@@ -112,6 +113,17 @@ class QueryFrontendSettings(ClipperSettings):
         default=None, description="Predict requests must carry `Authorization: Bearer <token>`; unset: open."
     )
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _a_full_batch_fits_one_message(self) -> QueryFrontendSettings:
+        """A batch answer carries one frame per output plus 6: a cap below that drops every full batch."""
+        if self.rpc_max_message_frames < self.max_batch_size_entries + RPC_FRAMES_BESIDES_OUTPUTS:
+            raise ValueError(
+                f"rpc_max_message_frames ({self.rpc_max_message_frames}) must be at least "
+                f"max_batch_size_entries + {RPC_FRAMES_BESIDES_OUTPUTS} "
+                f"({self.max_batch_size_entries + RPC_FRAMES_BESIDES_OUTPUTS})"
+            )
+        return self
 
 
 class ManagementFrontendSettings(ClipperSettings):

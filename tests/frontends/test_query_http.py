@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from clipper.frontends.query_http import QueryApp
+from clipper.settings import QueryFrontendSettings
 from tests.frontends.query_app import call, error_of, make_app
 
 TOKEN = "s3cret-token"
@@ -119,3 +120,10 @@ async def test_errors_name_the_real_cause(path: str, body: bytes, cause: str) ->
     assert response[0] == 400
     message = error_of(response)["cause"]
     assert cause in message and "C long" not in message and "surrogates" not in message
+
+
+def test_a_frame_cap_below_a_full_batch_is_refused_at_start() -> None:
+    """Every full batch's answer would be dropped as over the cap; say so before serving anything."""
+    with pytest.raises(ValueError, match="rpc_max_message_frames"):
+        QueryFrontendSettings(max_batch_size_entries=1024, rpc_max_message_frames=1000)
+    QueryFrontendSettings(max_batch_size_entries=1024, rpc_max_message_frames=1030)
