@@ -463,6 +463,78 @@ def _predict_until_served(url: str, body: dict[str, Any], timeout_s: float = 30.
         time.sleep(0.1)
 
 
+@cli.group()
+def kubernetes() -> None:
+    """Clusters on Kubernetes (KubernetesContainerManager); see docs/kubernetes.md."""
+
+
+@kubernetes.command()
+@click.option("--namespace", default="default", show_default=True)
+@click.option(
+    "--image", default=None, help="Runtime image of all roles [default: clipper/clipper:<version>]."
+)
+@click.option("--registry", default=None, help="Registry prefix of the default image.")
+@click.option("--frontends", default=1, show_default=True, help="Query frontend replicas.")
+@click.option(
+    "--service-type",
+    "service_types",
+    multiple=True,
+    metavar="KEY=TYPE",
+    help="e.g. query=LoadBalancer; keys redis, management, query, query-rpc, metric.",
+)
+@click.option("--redis-ip", default=None, help="Use this Redis instead of a StatefulSet.")
+@click.option("--redis-port", default=6379, show_default=True)
+@click.option("--ephemeral-redis", is_flag=True, help="Redis data on an emptyDir (lost with its pod).")
+@click.option("--storage-class", default=None, help="StorageClass of Redis's PersistentVolumeClaim.")
+@click.option("--image-pull-secret", "pull_secrets", multiple=True)
+@click.option("--create-namespace", is_flag=True, help="Include the Namespace object.")
+@click.option("--no-secret", is_flag=True, help="Leave out the Secret (you create it yourself).")
+@click.option("--no-auth", is_flag=True, help="Management API without a token.")
+@click.option("--no-rpc-auth", is_flag=True, help="Model containers without the RPC token.")
+@click.option("--query-token", is_flag=True, help="Require a bearer token on predict requests.")
+@click.option("--model", "models", multiple=True, metavar="NAME:VERSION=IMAGE", help="A model version.")
+@click.option("--model-input-type", type=INPUT_TYPES, default="doubles", show_default=True)
+@click.option("--model-replicas", default=1, show_default=True)
+@pass_state
+def render(state: CliState, /, **o: Any) -> None:
+    """Print every object of the cluster as YAML for `kubectl apply -f -` (fresh tokens in the Secret)."""
+    from clipper.admin.managers import kube_manifests as km
+
+    types = dict(t.partition("=")[::2] for t in o["service_types"])
+    image = o["image"] or (f"{o['registry'].rstrip('/')}/{km.DEFAULT_IMAGE}" if o["registry"] else None)
+    spec = km.ClusterSpec.build(
+        name=state.cluster,
+        namespace=o["namespace"],
+        service_types=types,
+        num_frontends=o["frontends"],
+        redis_host=o["redis_ip"],
+        redis_port=o["redis_port"],
+        ephemeral_redis=o["ephemeral_redis"],
+        storage_class=o["storage_class"],
+        image_pull_secrets=o["pull_secrets"],
+        admin_auth=not o["no_auth"],
+        rpc_auth=not o["no_rpc_auth"],
+        query_auth=o["query_token"],
+        redis_password=o["redis_ip"] is None,
+        **({"image": image} if image else {}),
+    )
+    models = []
+    for m in o["models"]:
+        key, _, model_image = m.partition("=")
+        name, _, version = key.partition(":")
+        models.append(
+            km.ModelSpec.build(
+                name=name,
+                version=version,
+                image=model_image,
+                input_type=o["model_input_type"],
+                replicas=o["model_replicas"],
+            )
+        )
+    values = None if o["no_secret"] else km.secret_values(spec)
+    click.echo(km.render(km.cluster_objects(spec, values, models, o["create_namespace"])), nl=False)
+
+
 def main() -> None:
     """Entry point of the `clipper` command."""
     cli.main(prog_name="clipper")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -398,6 +399,20 @@ def redis_config(password: str) -> str:
     return f'requirepass "{quoted}"'
 
 
+def secret_values(
+    spec: ClusterSpec, existing: dict[str, str] | None = None, redis_password: str | None = None
+) -> dict[str, str]:
+    """The Secret's contents for `spec`: `existing` tokens kept, missing ones generated, a given Redis
+    password used, switched-off ones left out."""
+    old = existing or {}
+    values = {k: old.get(k) or secrets.token_urlsafe(32) for k in spec.secret_keys() if k != REDIS_CONFIG}
+    if redis_password is not None and REDIS_PASSWORD in values:
+        values[REDIS_PASSWORD] = redis_password
+    if REDIS_CONFIG in spec.secret_keys():
+        values[REDIS_CONFIG] = redis_config(values[REDIS_PASSWORD])
+    return values
+
+
 def secret(spec: ClusterSpec, values: dict[str, str]) -> Manifest:
     """The cluster's tokens and Redis password (`values`, keyed by file name); mounted, never in env."""
     data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
@@ -593,3 +608,10 @@ def spec_from_annotations(annotations: dict[str, str] | None) -> ClusterSpec:
         return ClusterSpec.model_validate(json.loads(text))
     except (ValueError, ValidationError) as e:
         raise ClusterError(f"Unreadable {SPEC_ANNOTATION} annotation: {e}") from None
+
+
+def render(objects: Sequence[Manifest]) -> str:
+    """Objects as one multi-document YAML stream, as `kubectl apply -f -` reads it."""
+    import yaml  # type: ignore[import-untyped]  # PyYAML comes with the kubernetes client
+
+    return "".join("---\n" + yaml.safe_dump(o, sort_keys=False) for o in objects)

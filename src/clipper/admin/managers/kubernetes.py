@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import secrets
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 from clipper.admin.managers import kube_manifests as km
 from clipper.admin.managers.base import ContainerManager
 from clipper.admin.managers.kube_api import KubeApi, load_api_client
-from clipper.admin.managers.secrets import AUTH_TOKEN, QUERY_TOKEN, REDIS_CONFIG, REDIS_PASSWORD
+from clipper.admin.managers.secrets import AUTH_TOKEN, QUERY_TOKEN
 from clipper.errors import ClusterError
 
 logger = logging.getLogger(__name__)
@@ -200,14 +199,7 @@ class KubernetesContainerManager(ContainerManager):
             missing_ok=True,
         )
         values = {k: base64.b64decode(v).decode() for k, v in ((old.data or {}) if old else {}).items()}
-        wanted = {
-            k: values.get(k) or secrets.token_urlsafe(32) for k in spec.secret_keys() if k != REDIS_CONFIG
-        }
-        if self._redis_password is not None:
-            wanted[REDIS_PASSWORD] = self._redis_password
-        if REDIS_CONFIG in spec.secret_keys():
-            wanted[REDIS_CONFIG] = km.redis_config(wanted[REDIS_PASSWORD])
-        body = km.secret(spec, wanted)
+        body = km.secret(spec, km.secret_values(spec, values, self._redis_password))
         plan: list[km.ModelSpec] = []
         if old is None:
             self.api.create(body)
