@@ -237,11 +237,13 @@ class Names:
         self.service_account = f"{cluster}-clipper"
 
     def model(self, name: str, version: str) -> str:
+        """`<cluster>-model-<name>-<version>`, plus a hash of the pair when a hyphen makes the split ambiguous
+        (`a`/`1-2` and `a-1`/`2`) or the name passes 63 characters."""
         full = f"{self.cluster}-model-{name}-{version}"
-        if len(full) <= 63:
+        if "-" not in name + version and len(full) <= 63:
             return full
-        digest = hashlib.sha256(full.encode()).hexdigest()[:10]
-        return f"{full[:52].rstrip('-')}-{digest}"
+        digest = hashlib.sha256(f"{name}/{version}".encode()).hexdigest()[:8]
+        return f"{full[:54].rstrip('-')}-{digest}"
 
 
 def selector(cluster: str, role: str, model: tuple[str, str] | None = None) -> dict[str, str]:
