@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from clipper.admin.managers.kube_manifests import Manifest
 from clipper.errors import ClusterError
+from kubernetes import client as k8s
+from kubernetes import config as kube_config
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +97,19 @@ class KubeApi:
         body = k8s.V1DeleteOptions(propagation_policy="Background", grace_period_seconds=grace_s)
         for obj in self.list(kind, selector):
             name = obj.metadata.name
-            self.call(
-                f"delete {kind} {name}", deleters[kind], name, self.namespace, body=body, missing_ok=True
+            # The answer (the object, or a Status, depending on kind and server) is not needed, nor parsed.
+            answer = self.call(
+                f"delete {kind} {name}",
+                deleters[kind],
+                name,
+                self.namespace,
+                body=body,
+                missing_ok=True,
+                _preload_content=False,
             )
+            if answer is not None:
+                answer.read()  # drained, so the pooled connection can be reused
+                answer.release_conn()
 
     def wait_rollout(self, kind: str, name: str, want: int, selector: str) -> None:
         """Until `want` pods of the Deployment/StatefulSet are updated and ready (and no more run); log
