@@ -602,11 +602,14 @@ class Store:
                 return ("spec.clusterIP", "Invalid value: field is immutable")
         return None
 
-    def mutate(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj | None:
-        """Apply `change` to the stored object in place (controller writes); None if it is gone."""
+    def mutate(
+        self, plural: str, namespace: str, name: str, change: Callable[[Obj], None], uid: str | None = None
+    ) -> Obj | None:
+        """Apply `change` to the stored object in place (controller writes); None if it is gone (or, with
+        `uid`, replaced by another object of the same name)."""
         with self.lock:
             obj = self.objects.get((plural, namespace, name))
-            if obj is None:
+            if obj is None or uid not in (None, obj["metadata"]["uid"]):
                 return None
             before = copy.deepcopy(obj)
             change(obj)
@@ -615,13 +618,15 @@ class Store:
                 self._record("MODIFIED", plural, namespace, obj)
             return copy.deepcopy(obj)
 
-    def remove(self, plural: str, namespace: str, name: str) -> Obj | None:
+    def remove(self, plural: str, namespace: str, name: str, uid: str | None = None) -> Obj | None:
         with self.lock:
-            obj = self.objects.pop((plural, namespace, name), None)
-            if obj is not None:
+            obj = self.objects.get((plural, namespace, name))
+            if obj is not None and uid in (None, obj["metadata"]["uid"]):
+                del self.objects[(plural, namespace, name)]
                 self.rv += 1
                 self._record("DELETED", plural, namespace, obj)
-            return obj
+                return obj
+            return None
 
     def uids(self) -> set[str]:
         with self.lock:
@@ -791,10 +796,11 @@ class ContainerRun:
 class PodWorker:
     """Runs one pod's containers with Docker, probes them, restarts them, and stops them on deletion."""
 
-    def __init__(self, server: StandinApiServer, namespace: str, name: str) -> None:
+    def __init__(self, server: StandinApiServer, namespace: str, name: str, uid: str) -> None:
         self.server = server
         self.namespace = namespace
         self.name = name
+        self.uid = uid
         self.stop_now = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"standin-pod-{name}", daemon=True)
         self.runs: list[ContainerRun] = []
@@ -805,7 +811,8 @@ class PodWorker:
         self.thread.start()
 
     def _pod(self) -> Obj | None:
-        return self.server.store.get("pods", self.namespace, self.name)
+        pod = self.server.store.get("pods", self.namespace, self.name)
+        return pod if pod is not None and pod["metadata"]["uid"] == self.uid else None
 
     def _run(self) -> None:
         try:
@@ -1142,7 +1149,7 @@ class PodWorker:
                 st["startTime"] = started
             obj["spec"]["nodeName"] = NODE_NAME
 
-        self.server.store.mutate("pods", self.namespace, self.name, change)
+        self.server.store.mutate("pods", self.namespace, self.name, change, self.uid)
 
     # --- termination ---
 
@@ -1167,7 +1174,7 @@ class PodWorker:
         for run in self.runs:
             if run.current is not None:
                 self.server.stop_container(run.current, max(0.0, deadline - time.monotonic()))
-        self.server.store.remove("pods", self.namespace, self.name)
+        self.server.store.remove("pods", self.namespace, self.name, self.uid)
 
     def _cleanup(self) -> None:
         for run in self.runs:
@@ -1324,7 +1331,7 @@ class StandinApiServer:
         self.tick_s = tick_s
         self.instance = uuid.uuid4().hex[:8]
         self.store = Store()
-        self.workers: dict[tuple[str, str], PodWorker] = {}
+        self.workers: dict[str, PodWorker] = {}  # by pod uid: a StatefulSet's new pod reuses the name
         self.pod_ips = itertools.count(2)
         self.service_ips = itertools.count(2)
         self.used_node_ports: set[int] = set()
@@ -1562,7 +1569,8 @@ class StandinApiServer:
         propagation = options.get("propagationPolicy") or (
             "Orphan" if options.get("orphanDependents") else "Background"
         )
-        if plural == "pods" and (namespace, name) in self.workers:
+        worker = self.workers.get(obj["metadata"]["uid"])
+        if plural == "pods" and worker is not None:
             grace = options.get("gracePeriodSeconds")
             if grace is None:
                 grace = obj["spec"].get("terminationGracePeriodSeconds", 30)
@@ -1575,7 +1583,7 @@ class StandinApiServer:
 
             marked = self.store.mutate(plural, namespace, name, mark)
             if grace == 0:
-                self.workers[(namespace, name)].stop_now.set()
+                worker.stop_now.set()
                 self.store.remove(plural, namespace, name)
             self._wake()
             return marked or obj
@@ -1612,8 +1620,8 @@ class StandinApiServer:
         }
 
     def pod_logs(self, namespace: str, name: str, query: dict[str, str]) -> str:
-        self.store.require("pods", namespace, name)
-        worker = self.workers.get((namespace, name))
+        pod = self.store.require("pods", namespace, name)
+        worker = self.workers.get(pod["metadata"]["uid"])
         if worker is None:
             raise ApiError(400, "BadRequest", f'pod "{name}" is not running on a node yet')
         tail = int(query["tailLines"]) if "tailLines" in query else None
@@ -1909,15 +1917,17 @@ class StandinApiServer:
     def _run_pods(self) -> None:
         if self.docker is None:
             return
+        live = set()
         for pod in self.store.list("pods"):
-            key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
-            if key not in self.workers and not self.stopping.is_set():
-                worker = PodWorker(self, *key)
-                self.workers[key] = worker
+            uid = pod["metadata"]["uid"]
+            live.add(uid)
+            if uid not in self.workers and not self.stopping.is_set():
+                worker = PodWorker(self, pod["metadata"]["namespace"], pod["metadata"]["name"], uid)
+                self.workers[uid] = worker
                 worker.start()
-        for key, worker in list(self.workers.items()):
-            if not worker.thread.is_alive() and self.store.get("pods", *key) is None:
-                del self.workers[key]
+        for uid, worker in list(self.workers.items()):
+            if not worker.thread.is_alive() and uid not in live:
+                del self.workers[uid]
 
     def _sync_services(self) -> None:
         wanted: dict[tuple[str, int], tuple[str, str, int]] = {}

@@ -1,0 +1,61 @@
+"""Fixtures for the Kubernetes tests: the stand-in API server (a fake, see standin_apiserver.py), a
+kubeconfig pointing at it in KUBECONFIG, and clients of it built from that file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from kubernetes import client, config
+from tests.admin.conftest import docker_client, runtime_image
+from tests.kubernetes.standin_apiserver import StandinApiServer
+
+__all__ = ["Standin", "docker_client", "running_standin", "runtime_image"]
+
+
+@dataclass
+class Standin:
+    """A running stand-in, the kubeconfig written for it, and clients built from that kubeconfig."""
+
+    server: StandinApiServer
+    kubeconfig: Path
+    core: client.CoreV1Api
+    apps: client.AppsV1Api
+
+
+@contextmanager
+def running_standin(
+    root: Path, docker_client: docker.DockerClient | None, namespace: str = "default"
+) -> Iterator[Standin]:
+    """Start a stand-in under `root` with KUBECONFIG naming its kubeconfig; stop it and restore KUBECONFIG
+    afterwards, whatever the test did (containers, proxies and temp files go too)."""
+    root.mkdir(parents=True, exist_ok=True)
+    server = StandinApiServer(root / "standin", docker_client)
+    server.start()
+    try:
+        kubeconfig = server.write_kubeconfig(root / "kubeconfig", namespace)
+        api = config.new_client_from_config(str(kubeconfig))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KUBECONFIG", str(kubeconfig))
+            yield Standin(server, kubeconfig, client.CoreV1Api(api), client.AppsV1Api(api))
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def standin_api(tmp_path: Path) -> Iterator[Standin]:
+    """The stand-in without a kubelet (pods stay Pending): the API's REST semantics only, no Docker."""
+    with running_standin(tmp_path, None) as standin:
+        yield standin
+
+
+@pytest.fixture
+def standin_kubelet(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Standin]:
+    """The stand-in whose kubelet runs pods as Docker containers on the host network."""
+    with running_standin(tmp_path, docker_client) as standin:
+        yield standin
