@@ -116,8 +116,9 @@ def test_missing_packages_are_refused_locally(cluster: ClipperConnection) -> Non
 
 
 def test_dead_replica_is_reported_with_its_log(cluster: ClipperConnection, tmp_path: Path) -> None:
-    with pytest.raises(ClipperException, match=r"model-broken-1-0\.log"):  # no func.pkl: the replica exits
+    with pytest.raises(ClipperException, match=r"model-broken-1-0\.log") as failed:  # no func.pkl
         cluster.deploy_model("broken", "1", "doubles", str(tmp_path))
+    assert "No model function" in str(failed.value) and "Traceback" not in str(failed.value)
     assert "broken:1" not in cluster.get_all_models()
 
 

@@ -457,9 +457,11 @@ class LocalContainerManager(ContainerManager):
         records = self._records_of(name, version)
         if records and not any(is_alive(r) for r in records):
             rec = records[-1]
+            lines = [ln for ln in log_tail(rec.log_path).splitlines() if ln.strip()]
+            cause = lines[-1].strip() if lines else "no output"
             raise ClusterError(
-                f"Every replica of model {name}:{version} exited; "
-                f"log {rec.log_path}:\n{log_tail(rec.log_path)}"
+                f"Every replica of model {name}:{version} exited ({cause}); "
+                f"the traceback is in {rec.log_path}"
             )
 
     def stop_models(self, models: dict[str, list[str]]) -> None:
