@@ -1232,6 +1232,7 @@ class ServiceProxies:
         self.listeners: dict[tuple[str, int], tuple[asyncio.Server, tuple[str, str, int]]] = {}
         self.turn: dict[tuple[str, str, int], Iterator[int]] = {}
         self.failures: dict[tuple[str, int], str] = {}
+        self.connections: set[asyncio.Task[None]] = set()  # held, so an idle connection is not collected
 
     def start(self) -> None:
         self.thread.start()
@@ -1261,6 +1262,10 @@ class ServiceProxies:
     async def _forward(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: tuple[str, str, int]
     ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.connections.add(task)
+            task.add_done_callback(self.connections.discard)
         endpoints = self.endpoints(*target)
         counter = self.turn.setdefault(target, itertools.count())
         start = next(counter)
@@ -1287,9 +1292,13 @@ class ServiceProxies:
             except (OSError, RuntimeError):
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
-        writer.close()
-        up_writer.close()
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # the stand-in is stopping: the connection just closes
+        finally:
+            writer.close()
+            up_writer.close()
 
     def stop(self) -> None:
         async def close_all() -> None:
