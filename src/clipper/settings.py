@@ -106,6 +106,11 @@ class QueryFrontendSettings(ClipperSettings):
     )
     frontend_ttl_ms: int = Field(default=5_000, gt=0, description="Registry entry lifetime without refresh.")
     drain_timeout_ms: int = Field(default=10_000, ge=0, description="On stop, time to answer held queries.")
+    ready_timeout_ms: int = Field(
+        default=10_000,
+        ge=0,
+        description="On start, longest wait for the replicas serving through other frontends to join.",
+    )
     rpc_token: SecretStr | None = Field(
         default=None, description="Containers must present it (ZMTP PLAIN); unset accepts any container."
     )

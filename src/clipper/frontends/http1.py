@@ -127,8 +127,12 @@ class HttpServer:
         self._clock: asyncio.TimerHandle | None = None
         self._heads: dict[tuple[int, tuple[tuple[str, str], ...]], bytes] = {}
 
-    async def start(self) -> None:
-        """Clamp the connection cap to the fd limit (logged), then listen."""
+    async def start(self, *, listening: bool = True) -> None:
+        """Clamp the connection cap to the fd limit (logged), bind, and listen unless told to wait.
+
+        A port bound but not listening is known (for port 0) and reserved, yet no connection is routed to
+        it, not even by SO_REUSEPORT from a shared port; `listen()` opens it.
+        """
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         cap = connection_cap(self.max_connections, soft, self.reserved_fds)
         if cap != self.max_connections:
@@ -143,9 +147,19 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         self._tick()
         self._listener = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_port=True, backlog=2048
+            lambda: _Connection(self),
+            self.host,
+            self.port,
+            reuse_port=True,
+            backlog=2048,
+            start_serving=listening,
         )
         self.port = self._listener.sockets[0].getsockname()[1]  # the one the kernel chose, for port 0
+
+    async def listen(self) -> None:
+        """Start taking connections on the port `start(listening=False)` bound."""
+        assert self._listener is not None, "start() first"
+        await self._listener.start_serving()
 
     async def close(self) -> None:
         """Stop accepting; idle connections close now, busy ones once their answers are written."""

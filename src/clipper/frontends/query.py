@@ -29,6 +29,7 @@ from clipper.settings import QueryFrontendSettings, reveal
 
 logger = logging.getLogger(__name__)
 
+AWAIT_REPLICAS_POLL_S = 0.05
 REMOVE_RETRY_FIRST_S = 0.1
 REMOVE_RETRY_MAX_S = 5.0
 
@@ -143,13 +144,15 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
     await store.remove_frontend_containers(fid)
     await follower.start()
     await rpc.start()
-    await http.start()
+    await http.start(listening=False)  # the port is ours (and known); no query is routed here yet
     me = Frontend(
         frontend_id=fid,
         rpc_address=f"{settings.rpc_host}:{rpc.port}",
         http_address=f"{settings.http_host}:{http.port}",
     )
     registry_task = asyncio.create_task(_heartbeat_registry(store, me, settings.frontend_ttl_ms))
+    await _await_replicas(store, processor, fid, settings.ready_timeout_ms / 1000)
+    await http.listen()
     app.ready = True
     logger.info("Query frontend %s serving HTTP on %s:%d", fid, settings.http_host, http.port)
     try:
@@ -170,6 +173,32 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
             await store.remove_frontend_containers(fid)
         await store.close()
         logger.info("Query frontend %s stopped", fid)
+
+
+async def _await_replicas(store: ConfigStore, processor: QueryProcessor, fid: str, timeout_s: float) -> None:
+    """Before taking queries, wait until every model version that serves an app through other frontends has
+    a replica here too (containers learn of this frontend from the registry and dial it).
+
+    A frontend added to a running cluster, or restarted, would otherwise answer its first queries with
+    "no connected models" while its peers serve them. After `timeout_s` it serves anyway, and says which
+    versions are missing.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            elsewhere = {(c.model_name, c.model_version) for c in await store.list_containers()}
+        except redis.exceptions.RedisError as e:
+            logger.warning("Could not read the replica records (%s); serving without waiting", e)
+            return
+        missing = processor.missing_replicas(elsewhere)
+        if not missing:
+            return
+        if loop.time() > deadline:
+            names = ", ".join(f"{m}:{v}" for m, v in missing)
+            logger.warning("Serving after %.0f s without a replica of %s", timeout_s, names)
+            return
+        await asyncio.sleep(AWAIT_REPLICAS_POLL_S)
 
 
 async def _heartbeat_registry(store: ConfigStore, me: Frontend, ttl_ms: int) -> None:

@@ -385,6 +385,11 @@ class QueryProcessor(RpcListener):
         if not model_behind:
             self._dispatch(state)
 
+    def missing_replicas(self, wanted: set[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Of `wanted` (model, version) pairs, those that serve a linked app here but have no replica here."""
+        serving = {(m, self.current_versions.get(m)) for m in {a.model for a in self.apps.values()} if m}
+        return sorted(k for k in wanted & serving if not (k in self.versions and self.versions[k].replicas))
+
     def queue_lengths(self) -> list[tuple[str, str, int]]:
         """(model, version, queued queries) for every version this frontend serves."""
         return [(s.name, s.version, len(s.queue)) for s in self.versions.values()]

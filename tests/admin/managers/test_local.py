@@ -272,4 +272,5 @@ def test_steady_load_while_frontends_scale_and_one_is_killed(tmp_path: Path) -> 
     print(f"answered {len(outcomes)}: {predictions} predictions, {defaults} defaults, {len(retries)} retried")
     assert "lost" not in outcomes
     assert "False" not in outcomes  # no wrong answer
+    assert defaults == 0  # a new or restarted frontend takes queries only once the replicas joined it
     assert outcomes.count("True") > 300
