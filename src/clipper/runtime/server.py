@@ -171,6 +171,7 @@ class ModelContainer:
         self._lock = threading.RLock()
         self._wake: socket.socket | None = None
         self._logged_errors: set[str] = set()
+        self._known: set[str] = set()  # the frontends last learned from any list
 
     def stop(self) -> None:
         """Ask the loop to return after the message in hand; safe from other threads and signal handlers."""
@@ -217,11 +218,19 @@ class ModelContainer:
         """Open a link to each wanted frontend and close the others.
 
         Wanted: every frontend named in the latest list of any linked frontend (a union, so one frontend
-        that has not yet seen a newcomer cannot make us leave it), else the seed.
+        that has not yet seen a newcomer cannot make us leave it), else those last learned while a link to
+        one of them is open, else the seed.
         """
         wanted = {a for link in links.values() for a in link.frontends}
+        if wanted:
+            self._known = wanted
+        elif any(links[a].sock is not None for a in self._known if a in links):
+            # Links to the frontends just learned have not heard their lists yet: keep them. Going back
+            # to the seed now (a Kubernetes Service, say, which is in no list) would close them and loop.
+            wanted = self._known
         learned = bool(wanted)
         if not wanted:
+            self._known = set()
             seed = next((a for a, link in links.items() if link.seed), None) or self._resolve()
             if seed is None:
                 return
