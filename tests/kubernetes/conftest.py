@@ -10,8 +10,8 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from kubernetes import client, config
+
 from tests.admin.conftest import docker_client, runtime_image
 from tests.kubernetes.standin_apiserver import StandinApiServer
 

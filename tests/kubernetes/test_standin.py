@@ -13,9 +13,9 @@ from typing import Any
 import docker
 import pytest
 import requests
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from kubernetes import client, config, watch
 from tests.conftest import wait_until
 from tests.kubernetes.conftest import Standin
 from tests.kubernetes.standin_apiserver import STANDIN_LABEL, parse_selector

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from clipper.admin.managers.kube_manifests import Manifest
 from clipper.errors import ClusterError
-from kubernetes import client as k8s
-from kubernetes import config as kube_config
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,10 @@ def load_api_client(kubeconfig: str | None, context: str | None) -> k8s.ApiClien
             )
         else:
             kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context, client_configuration=configuration
+                # The client reads KUBECONFIG once, when imported; a script may set it later.
+                config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
+                context=context,
+                client_configuration=configuration,
             )
     except (ConfigException, OSError) as e:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
