@@ -6,7 +6,7 @@ Field names are Clipper's wire names (reference §3.1, §5) so a Clipper 0.4 cli
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -60,6 +60,13 @@ _ON_OVERLOAD_HELP = (
 )
 
 
+_POLICY_HELP = (
+    "Model selection policy: DefaultOutputSelectionPolicy (Clipper's: the one linked model), split, "
+    "shadow, exp3 or exp4 (several linked models)."
+)
+_PARAMS_HELP = "The policy's parameters as validated and normalised; {} for the default policy."
+
+
 class App(BaseModel):
     """An application: the REST endpoint `/<name>/predict`, its input type, SLO and default output."""
 
@@ -68,12 +75,13 @@ class App(BaseModel):
     input_type: str = Field(description="One of bytes, integers, floats, doubles, strings.")
     default_output: str = Field(description="Answer returned when no model replies within the SLO.")
     latency_slo_micros: int = Field(description="End-to-end budget per query, in microseconds.")
-    policy: str = DEFAULT_POLICY
+    policy: str = Field(default=DEFAULT_POLICY, description=_POLICY_HELP)
+    policy_params: dict[str, Any] = Field(default_factory=dict, description=_PARAMS_HELP)
     on_overload: OverloadPolicy = Field(default="reject", description=_ON_OVERLOAD_HELP)
 
 
 class AppInfo(BaseModel):
-    """`get_application` reply: the app plus its linked models."""
+    """`get_application` reply: the app plus its linked models and (ours) its selection policy."""
 
     name: str
     input_type: str
@@ -81,6 +89,17 @@ class AppInfo(BaseModel):
     latency_slo_micros: int
     linked_models: list[str]
     on_overload: OverloadPolicy = "reject"
+    policy: str = Field(default=DEFAULT_POLICY, description=_POLICY_HELP)
+    policy_params: dict[str, Any] = Field(default_factory=dict, description=_PARAMS_HELP)
+
+
+class AppPolicy(BaseModel):
+    """`get_app_policy` reply; `weights` (each linked model's share of traffic or of the vote, from the
+    global state) is left out while the app has no linked model."""
+
+    policy: str = Field(description=_POLICY_HELP)
+    params: dict[str, Any] = Field(description=_PARAMS_HELP)
+    weights: dict[str, float] | None = None
 
 
 class Model(BaseModel):
@@ -268,7 +287,7 @@ class ModelLinksRequest(_Request):
 
 
 class AddModelLinksRequest(_Request):
-    """`add_model_links`: an app links exactly one model.
+    """`add_model_links`: link one model per call; a second one only to an app with a multi-model policy.
 
     The length is checked by the management frontend after the app and models are found (Clipper's
     order and messages), so it is documented here rather than enforced by pydantic.
@@ -303,3 +322,37 @@ class StateRequest(_Request):
 
     app_name: str
     uid: Int32
+
+
+def _policy_name(value: str) -> str:
+    # Imported here: clipper.selection imports this module (DEFAULT_POLICY).
+    from clipper.selection import POLICIES
+
+    if value not in POLICIES:
+        raise ValueError(f"unknown policy {value!r}; use one of: {', '.join(POLICIES)}")
+    return value
+
+
+def _policy_enum(schema: dict[str, Any]) -> None:
+    """State the known policies in the JSON Schema, as `_policy_name` enforces them."""
+    from clipper.selection import POLICIES
+
+    schema["enum"] = list(POLICIES)
+
+
+PolicyName = Annotated[
+    str, AfterValidator(_policy_name), Field(json_schema_extra=_policy_enum, description=_POLICY_HELP)
+]
+
+
+class SetAppPolicyRequest(_Request):
+    """`set_app_policy` (ours): the app's selection policy and its params, checked against its linked
+    models (e.g. split weights must name them) before anything is written."""
+
+    name: str
+    policy: PolicyName
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The policy's parameters: `weights` {model: share} for split, `primary` for shadow, "
+        "`gamma` and `per_user` for exp3, `eta`, `confidence`, `tolerance` and `per_user` for exp4.",
+    )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from clipper.config.store import ConfigEvent, ConfigStore, Db
+from clipper.errors import UnknownApp
 from clipper.schema import App, Container, Frontend, Model
 
 
@@ -176,3 +179,97 @@ async def test_watch_yields_app_and_link_events(store: ConfigStore) -> None:
         follower.cancel()
         with pytest.raises(asyncio.CancelledError):
             await follower
+
+
+# --- model selection: policy params, selection state, several links ----------------------------
+
+
+CLIPPER_APP_HASH = {
+    "input_type": "doubles",
+    "policy": "DefaultOutputSelectionPolicy",
+    "default_output": "-1.0",
+    "latency_slo_micros": "20000",
+}
+
+
+async def test_policy_params_are_ours_and_go_with_the_default_policy(
+    store: ConfigStore, redis_url: str
+) -> None:
+    """A non-default policy adds `policy_params`; back on the default, the hash is Clipper's again."""
+    await store.add_app(app())
+    apps = await raw(redis_url, 5)
+    await store.set_app_policy("app", "split", {"weights": {"a": 0.9, "b": 0.1}}, reset_state=True)
+    assert await apps.hgetall("app") == CLIPPER_APP_HASH | {
+        "policy": "split",
+        "policy_params": '{"weights":{"a":0.9,"b":0.1}}',
+    }
+    stored = await store.get_app("app")
+    assert stored is not None and (stored.policy, stored.policy_params) == (
+        "split",
+        {"weights": {"a": 0.9, "b": 0.1}},
+    )
+    await store.set_app_policy("app", "DefaultOutputSelectionPolicy", {}, reset_state=True)
+    assert await apps.hgetall("app") == CLIPPER_APP_HASH
+    assert await store.get_app("app") == app()
+    await apps.aclose()
+
+
+async def test_an_app_may_link_several_models(store: ConfigStore) -> None:
+    await store.add_app(app())
+    for name in ("b", "a", "c"):
+        await store.add_link("app", name)
+    await store.remove_link("app", "c")
+    assert await store.get_links("app") == ["a", "b"]
+    assert await store.apps_linked_to("b") == ["app"]
+
+
+async def test_selection_state_keeps_clippers_y_hat_per_user_too(store: ConfigStore, redis_url: str) -> None:
+    await store.add_app(app())
+    assert await store.get_selection_state("app", "0") is None
+    assert await store.get_selection_state("app", "42") is None
+    new = await store.update_selection_state("app", "0", lambda old: {"weights": {"a": 1.0}, "was": old})
+    assert new == {"weights": {"a": 1.0}, "was": None}
+    await store.update_selection_state("app", "42", lambda old: {"n": 1 if old is None else old["n"] + 1})
+    await store.update_selection_state("app", "42", lambda old: {"n": 1 if old is None else old["n"] + 1})
+    assert await store.get_selection_state("app", "42") == {"n": 2}
+    assert await store.get_selection_state("app", "0") == {"weights": {"a": 1.0}, "was": None}
+    assert await store.get_state("app") == "-1.0"  # Clipper's reader still finds the default output
+    state = await raw(redis_url, 1)
+    assert orjson.loads(await state.get("app:42:0")) == {"y_hat": "-1.0", "selection": {"n": 2}}
+    assert orjson.loads(await state.get("app:0:0"))["y_hat"] == "-1.0"
+    await state.aclose()
+
+
+async def test_selection_state_of_an_unknown_app_is_refused(store: ConfigStore) -> None:
+    with pytest.raises(UnknownApp, match="'nope'"):
+        await store.update_selection_state("nope", "7", lambda old: {"n": 1})
+    assert await store.db(Db.STATE).dbsize() == 0
+
+
+async def test_concurrent_selection_updates_never_lose_one(redis_url: str) -> None:
+    """Two stores (two frontends) add to one counter at once: every increment survives."""
+
+    def increment(old: dict[str, Any] | None) -> dict[str, Any]:
+        return {"n": (old or {"n": 0})["n"] + 1}
+
+    async with ConfigStore(redis_url) as a, ConfigStore(redis_url) as b:
+        await a.add_app(app())
+        for uid in ("0", "9"):
+            await asyncio.gather(*(s.update_selection_state("app", uid, increment) for s in [a, b] * 100))
+            assert await a.get_selection_state("app", uid) == {"n": 200}, uid
+
+
+async def test_policy_change_forgets_learned_state_and_delete_app_every_user(store: ConfigStore) -> None:
+    await store.add_app(app())
+    await store.add_app(app("app-2"))
+    for name in ("app", "app-2"):
+        for uid in ("0", "5", "6"):
+            await store.update_selection_state(name, uid, lambda old: {"learned": True})
+    await store.set_app_policy("app", "exp3", {"gamma": 0.2}, reset_state=False)
+    assert await store.get_selection_state("app", "5") == {"learned": True}
+    await store.set_app_policy("app", "exp4", {}, reset_state=True)
+    assert [await store.get_selection_state("app", uid) for uid in ("0", "5", "6")] == [None] * 3
+    assert await store.get_state("app") == "-1.0"
+    assert await store.db(Db.STATE).keys("app:*") == ["app:0:0"]
+    await store.delete_app("app-2")
+    assert await store.db(Db.STATE).keys("*") == ["app:0:0"]  # app-2's users went with it, app's stayed

@@ -4,6 +4,8 @@ Layout (reference §5): DB 1 app state, DB 2 models `<name>:<version>`, DB 3 con
 `<name>,<version>,<replica>`, DB 5 apps, DB 6 `CURRENT_MODEL_VERSION:<name>`, DB 7 links (sets).
 DB 8 is ours: live query frontends, each a hash with a TTL refreshed by its heartbeat.
 Replica ids come from one Redis counter per model version, so frontends never overwrite each other.
+A model-selection policy other than Clipper's adds the app field `policy_params` (JSON), per-user state keys
+`<app>:<uid>:0` and several links per app; an app on the default policy keeps Clipper's layout exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from clipper.config.selection_state import (
+    GLOBAL_UID,
+    SelectionUpdate,
+    selection_of,
+    state_key,
+    update_selection,
+)
 from clipper.schema import DEFAULT_POLICY, App, Container, Frontend, Model
 
 logger = logging.getLogger(__name__)
@@ -156,6 +165,7 @@ class ConfigStore:
             default_output=fields["default_output"],
             latency_slo_micros=int(fields["latency_slo_micros"]),
             policy=fields.get("policy", DEFAULT_POLICY),
+            policy_params=orjson.loads(fields.get("policy_params", "{}")),
             on_overload=fields.get("on_overload", "reject"),
         )
 
@@ -172,23 +182,69 @@ class ConfigStore:
         }
         if app.on_overload != "reject":  # our field; written only when set, so the hash stays Clipper's
             fields["on_overload"] = app.on_overload
+        if app.policy != DEFAULT_POLICY:  # ours too
+            fields["policy_params"] = orjson.dumps(app.policy_params).decode()
         state = orjson.dumps({"y_hat": app.default_output}).decode()
         flat = [x for kv in fields.items() for x in kv]
         await self._transaction(
-            [(Db.STATE, ("SET", f"{app.name}:0:0", state)), (Db.APPS, ("HSET", app.name, *flat))]
+            [
+                (Db.STATE, ("SET", state_key(app.name, GLOBAL_UID), state)),
+                (Db.APPS, ("HSET", app.name, *flat)),
+            ]
         )
 
     async def delete_app(self, name: str) -> None:
-        """Delete the app with its links and state, so a re-created app starts clean (Clipper bug #774)."""
+        """Delete the app with its links and every state (global and per user), so a re-created app starts
+        clean (Clipper bug #774)."""
+        states = await self._state_keys(name)
         await self._transaction(
-            [(Db.LINKS, ("DEL", name)), (Db.STATE, ("DEL", f"{name}:0:0")), (Db.APPS, ("DEL", name))]
+            [(Db.LINKS, ("DEL", name)), *((Db.STATE, ("DEL", k)) for k in states), (Db.APPS, ("DEL", name))]
         )
 
+    async def set_app_policy(
+        self, name: str, policy: str, params: dict[str, Any], *, reset_state: bool
+    ) -> None:
+        """Store the app's policy and params in one transaction; `reset_state` also forgets what the old
+        policy learned (per-user keys go, the global key keeps only `y_hat`).
+
+        The default policy drops `policy_params`, so the hash is Clipper's again. A per-user key first
+        written between the scan and the transaction survives the reset: feedback racing a policy change.
+        """
+        ops: list[tuple[Db, tuple[Any, ...]]] = []
+        if policy == DEFAULT_POLICY:
+            ops.append((Db.APPS, ("HDEL", name, "policy_params")))
+            ops.append((Db.APPS, ("HSET", name, "policy", policy)))
+        else:
+            ops.append((Db.APPS, ("HSET", name, "policy", policy, "policy_params", orjson.dumps(params))))
+        if reset_state:
+            global_key = state_key(name, GLOBAL_UID)
+            y_hat = await self.get_state(name)
+            for key in await self._state_keys(name):
+                if key != global_key:
+                    ops.append((Db.STATE, ("DEL", key)))
+            if y_hat is not None:
+                ops.append((Db.STATE, ("SET", global_key, orjson.dumps({"y_hat": y_hat}))))
+        await self._transaction(ops)
+
     async def get_state(self, app_name: str) -> str | None:
-        raw = await self._dbs[Db.STATE].get(f"{app_name}:0:0")
+        """The app's default output as its global selection state holds it (Clipper's `y_hat`)."""
+        raw = await self._dbs[Db.STATE].get(state_key(app_name, GLOBAL_UID))
         if raw is None:
             return None
         return str(orjson.loads(raw)["y_hat"])
+
+    async def get_selection_state(self, app: str, uid: str) -> dict[str, Any] | None:
+        """The policy state of (app, uid), uid "0" being the app's global one; None before any update."""
+        return selection_of(await self._dbs[Db.STATE].get(state_key(app, uid)))
+
+    async def update_selection_state(self, app: str, uid: str, update: SelectionUpdate) -> dict[str, Any]:
+        """Replace the policy state of (app, uid) with `update(old)` atomically (`old` None before any);
+        concurrent updaters never lose one, and `update` may run more than once. Returns the new state."""
+        return await update_selection(self._dbs[Db.STATE], app, uid, update)
+
+    async def _state_keys(self, app: str) -> list[str]:
+        """Every selection-state key of the app: `<app>:<uid>:0` for uid 0 and each user."""
+        return await self._scan(Db.STATE, f"{_escape(app)}:*")
 
     # --- links ------------------------------------------------------------------------------
 
@@ -357,7 +413,7 @@ class ConfigStore:
         `subscribed` is set once no later change can be missed, so a caller can load a snapshot then.
         """
         pubsub = self._dbs[Db.APPS].pubsub()
-        watched = (Db.MODELS, Db.APPS, Db.METADATA, Db.LINKS, Db.FRONTENDS)
+        watched = (Db.STATE, Db.MODELS, Db.APPS, Db.METADATA, Db.LINKS, Db.FRONTENDS)  # STATE: selection
         await pubsub.psubscribe(*(f"__keyspace@{int(db)}__:*" for db in watched))
         if subscribed is not None:
             subscribed.set()
