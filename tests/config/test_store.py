@@ -235,8 +235,8 @@ async def test_selection_state_keeps_clippers_y_hat_per_user_too(store: ConfigSt
     assert await store.get_selection_state("app", "0") == {"weights": {"a": 1.0}, "was": None}
     assert await store.get_state("app") == "-1.0"  # Clipper's reader still finds the default output
     state = await raw(redis_url, 1)
-    assert orjson.loads(await state.get("app:42:0")) == {"y_hat": "-1.0", "selection": {"n": 2}}
-    assert orjson.loads(await state.get("app:0:0"))["y_hat"] == "-1.0"
+    assert orjson.loads(await state.get("app:42:0") or "null") == {"y_hat": "-1.0", "selection": {"n": 2}}
+    assert orjson.loads(await state.get("app:0:0") or "null")["y_hat"] == "-1.0"
     await state.aclose()
 
 

@@ -145,7 +145,7 @@ async def test_openapi_docs_list_every_endpoint(client: httpx.AsyncClient) -> No
         "ping", "add_app", "delete_app", "add_model", "delete_versioned_model", "set_model_version",
         "add_model_links", "delete_model_links", "get_all_applications", "get_application",
         "get_linked_models", "get_all_models", "get_model", "get_all_containers", "get_container",
-        "get_state",
+        "get_state", "set_app_policy", "get_app_policy",
     }  # fmt: skip
     assert set(paths) == {f"/admin/{n}" for n in names}
     add_app = paths["/admin/add_app"]["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -226,6 +226,8 @@ async def test_add_app_then_get_application(client: httpx.AsyncClient) -> None:
         "latency_slo_micros": 100_000,
         "linked_models": [],
         "on_overload": "reject",  # ours; Clipper's keys are all there
+        "policy": "DefaultOutputSelectionPolicy",  # ours too
+        "policy_params": {},
     }
     assert await rejected(client, "add_app", app_body()) == "application 'app' already exists"
 

@@ -157,8 +157,18 @@ class ClipperConnection(ModelAdmin):
         return info or None
 
     def get_linked_models(self, app_name: str) -> list[str]:
-        """Names of the models linked to the app (at most one)."""
+        """Names of the models linked to the app (one, or several under a multi-model policy)."""
         return list(self._admin_json("get_linked_models", {"app_name": app_name}))
+
+    def set_app_policy(self, app: str, policy: str, /, **params: Any) -> None:
+        """Choose how the app picks among its linked models (not in Clipper): DefaultOutputSelectionPolicy,
+        split (weights={model: share}), shadow (primary=model), exp3 or exp4; params are checked first."""
+        self._admin("set_app_policy", {"name": app, "policy": policy, "params": params})
+        logger.info("Application %s now selects models with policy %s", app, policy)
+
+    def get_app_policy(self, app: str) -> dict[str, Any]:
+        """The app's `policy`, its `params` and, with linked models, their current `weights`."""
+        return dict(self._admin_json("get_app_policy", {"name": app}))
 
     # -- addresses, logs, metrics ----------------------------------------------------------------------
 
@@ -177,16 +187,16 @@ class ClipperConnection(ModelAdmin):
         self._require_connection()
         return self.cm.get_logs(logging_dir)
 
-    def inspect_instance(self) -> Any:
-        """The query frontend's metrics: parsed JSON if it serves JSON, else the Prometheus text."""
+    def inspect_instance(self) -> dict[str, Any]:
+        """The query frontend's metrics as Clipper gave them: a dict of counters, meters, ratio_counters and
+        histograms, values as strings (`/metrics/json`; `/metrics` stays Prometheus text)."""
         self._require_connection()
-        r = self._http.get(f"http://{self.cm.get_query_addr()}/metrics", timeout=REQUEST_TIMEOUT_S)
+        url = f"http://{self.cm.get_query_addr()}/metrics/json"
+        r = self._http.get(url, timeout=REQUEST_TIMEOUT_S)
         if r.status_code != 200:
             raise ClipperException(f"Received error status code: {r.status_code} and message: {r.text}")
-        try:
-            return r.json()
-        except ValueError:
-            return r.text
+        metrics: dict[str, Any] = r.json()
+        return metrics
 
     def test_predict_function(self, query: dict[str, Any], func: Any, input_type: str) -> Any:
         """Check locally that `func` survives a cloudpickle round trip and answers `query`'s inputs."""

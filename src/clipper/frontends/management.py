@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import uvicorn
 import uvloop
@@ -19,16 +20,20 @@ from clipper.config.store import ConfigStore, Db
 from clipper.errors import ConfigConflict, InUse, InvalidInput
 from clipper.frontends.management_http import build_management_app
 from clipper.schema import (
+    DEFAULT_POLICY,
     FORBIDDEN_NAME_CHARS,
     AddAppRequest,
     AddModelRequest,
     App,
     AppInfo,
+    AppPolicy,
     Container,
     ContainerInfo,
     Model,
     ModelInfo,
+    SetAppPolicyRequest,
 )
+from clipper.selection import check_params, make_policy
 from clipper.settings import ManagementFrontendSettings, reveal
 
 logger = logging.getLogger(__name__)
@@ -94,7 +99,7 @@ class Management:
         app = await self._store.get_app(name)
         if app is None:
             return None
-        return AppInfo(**app.model_dump(exclude={"policy"}), linked_models=await self._store.get_links(name))
+        return AppInfo(**app.model_dump(), linked_models=await self._store.get_links(name))
 
     async def linked_models(self, app_name: str) -> list[str]:
         if await self._store.get_app(app_name) is None:
@@ -106,6 +111,39 @@ class Management:
         if uid != 0:
             logger.debug("get_state for uid %s reads uid 0", uid)
         return await self._store.get_state(app_name) or ""
+
+    # --- selection policies ---------------------------------------------------------------------
+
+    async def set_app_policy(self, req: SetAppPolicyRequest) -> None:
+        """Validate the params against the linked models, then store them; a new policy starts unlearned."""
+        async with self._write_lock:
+            app = await self._store.get_app(req.name)
+            if app is None:
+                raise ConfigConflict(f"No app with name '{req.name}' exists.")
+            linked = await self._store.get_links(req.name)
+            if req.policy == DEFAULT_POLICY and len(linked) > 1:
+                raise ConfigConflict(
+                    f"policy: {DEFAULT_POLICY} serves one model and application '{req.name}' is linked to "
+                    f"{len(linked)} ({', '.join(linked)}); unlink all but one first"
+                )
+            params = _checked(req.policy, req.params, linked)
+            await self._store.set_app_policy(
+                req.name, req.policy, params, reset_state=req.policy != app.policy
+            )
+        logger.info("Set the policy of application %s to %s %s", req.name, req.policy, params)
+
+    async def app_policy(self, name: str) -> AppPolicy:
+        """The app's policy, params and (with linked models) each model's weight in its global state."""
+        app = await self._store.get_app(name)
+        if app is None:
+            raise ConfigConflict(f"No app with name '{name}' exists.")
+        linked = await self._store.get_links(name)
+        weights = None
+        if linked:
+            policy = make_policy(app.policy, app.policy_params)
+            state = await self._store.get_selection_state(name, "0")
+            weights = policy.weights(state if state is not None else policy.initial_state(linked), linked)
+        return AppPolicy(policy=app.policy, params=app.policy_params, weights=weights)
 
     # --- models -----------------------------------------------------------------------------
 
@@ -207,23 +245,37 @@ class Management:
                     f"'{app_name}'"
                 )
             if len(model_names) > 1:
+                attempted = f"Attempted to add links to {len(model_names)} models."
                 raise InvalidInput(
-                    "Applications must be linked with at most one model. "
-                    f"Attempted to add links to {len(model_names)} models."
+                    f"Applications must be linked with at most one model. {attempted}"
+                    if app.policy == DEFAULT_POLICY
+                    else f"Link one model per call (application '{app_name}' has policy {app.policy}, "
+                    f"which takes several, one at a time). {attempted}"
                 )
             (name,) = model_names
             linked = await self._store.get_links(app_name)
             if name in linked:
                 raise ConfigConflict(f"The model with name '{name}' is already linked to '{app_name}'")
-            if linked:
+            if linked and app.policy == DEFAULT_POLICY:
                 raise ConfigConflict(f"A model with name {linked[0]} is already linked to '{app_name}'.")
+            if app.policy != DEFAULT_POLICY:
+                try:
+                    check_params(app.policy, app.policy_params, [*linked, name])
+                except ValueError as e:
+                    raise ConfigConflict(
+                        f"Cannot link model '{name}' to '{app_name}': the params of its policy {app.policy} "
+                        f"do not fit the models then linked ({e}); set the policy with params for them "
+                        "first (set_app_policy)"
+                    ) from None
             await self._store.add_link(app_name, name)
         logger.info("Linked model %s to application %s", name, app_name)
         return name
 
     async def delete_links(self, app_name: str, model_names: list[str]) -> None:
+        """Unlink models; refused (InUse) while the app's policy params need one of them."""
         async with self._write_lock:
-            if await self._store.get_app(app_name) is None:
+            app = await self._store.get_app(app_name)
+            if app is None:
                 raise ConfigConflict(f"No app with name {app_name} exists.")
             linked = await self._store.get_links(app_name)
             for name in model_names:
@@ -231,7 +283,17 @@ class Management:
                     raise ConfigConflict(
                         f"Cannot remove nonexistent link between app {app_name} and model {name}"
                     )
-            for name in model_names:  # at most one link per app, so at most one write
+            if app.policy != DEFAULT_POLICY:
+                remaining = [m for m in linked if m not in model_names]
+                try:
+                    check_params(app.policy, app.policy_params, remaining)
+                except ValueError as e:
+                    raise InUse(
+                        f"Cannot unlink {', '.join(sorted(set(model_names)))} from application '{app_name}': "
+                        f"the params of its policy {app.policy} need it ({e}); change the policy first "
+                        "(set_app_policy), then unlink"
+                    ) from None
+            for name in sorted(set(model_names)):
                 await self._store.remove_link(app_name, name)
         logger.info("Unlinked models %s from application %s", model_names, app_name)
 
@@ -244,6 +306,14 @@ class Management:
     async def container_info(self, name: str, version: str, replica_id: int) -> ContainerInfo | None:
         container = await self._store.get_container(name, version, replica_id)
         return _container_info(container) if container is not None else None
+
+
+def _checked(policy: str, params: dict[str, Any], linked: list[str]) -> dict[str, Any]:
+    """The policy's own check of its params against the linked models, as a 400 naming the field."""
+    try:
+        return check_params(policy, params, linked)
+    except ValueError as e:
+        raise InvalidInput(f"params: invalid for policy {policy}: {e}") from None
 
 
 def _check_chars(kind: str, value: str) -> None:

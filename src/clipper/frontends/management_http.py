@@ -38,6 +38,7 @@ from clipper.schema import (
     ErrorBody,
     ModelLinksRequest,
     ModelVersionRequest,
+    SetAppPolicyRequest,
     StateRequest,
     VerboseRequest,
 )
@@ -165,6 +166,13 @@ IN_USE: dict[int | str, dict[str, Any]] = {
         "content": {"text/plain": {"schema": {"type": "string"}}},
     }
 }
+NEEDED_BY_POLICY: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "Refused, nothing written: the app's selection policy needs the model (its params "
+        "name it, e.g. split weights or the shadow primary); the message says to change the policy first.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
 
 
 def _serve_docs(app: FastAPI) -> None:
@@ -287,7 +295,7 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         name = await management.add_links(req.app_name, list(req.model_names))
         return f"Successfully linked model with name '{name}' to application '{req.app_name}'"
 
-    @text_post("/delete_model_links", ModelLinksRequest, "links")
+    @text_post("/delete_model_links", ModelLinksRequest, "links", NEEDED_BY_POLICY)
     async def delete_model_links(request: Request) -> str:
         """Unlink models from an application."""
         req = await parse_body(request, ModelLinksRequest)
@@ -345,6 +353,19 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         """One replica's record, or `{}`."""
         req = await parse_body(request, ContainerRequest)
         return _dump(await management.container_info(req.model_name, req.model_version, req.replica_id))
+
+    @text_post("/set_app_policy", SetAppPolicyRequest, "selection")
+    async def set_app_policy(request: Request) -> str:
+        """Set how the app chooses among its linked models (ours); params are checked against them."""
+        req = await parse_body(request, SetAppPolicyRequest)
+        await management.set_app_policy(req)
+        return f"Successfully set the policy of application '{req.name}' to {req.policy}"
+
+    @admin.post("/get_app_policy", openapi_extra=_body_doc(AppNameRequest), tags=["selection"])
+    async def get_app_policy(request: Request) -> Response:
+        """The app's policy, its params and each linked model's current weight (ours)."""
+        req = await parse_body(request, AppNameRequest)
+        return _json((await management.app_policy(req.name)).model_dump(exclude_none=True))
 
     @text_post("/get_state", StateRequest, "applications")
     async def get_state(request: Request) -> str:
