@@ -18,8 +18,16 @@ from clipper.admin.connection import ClipperConnection
 from clipper.admin.deployers.python import create_endpoint, deploy_python_closure
 from clipper.admin.managers.local import LocalContainerManager
 from clipper.admin.managers.process import SUPERVISOR_ROLE, is_alive, log_tail
-from clipper.cli_tables import addresses, apps_table, containers_table, models_table, processes_table
+from clipper.cli_tables import (
+    addresses,
+    apps_table,
+    containers_table,
+    models_table,
+    policy_text,
+    processes_table,
+)
 from clipper.errors import ClipperError
+from clipper.schema import DEFAULT_POLICY
 from clipper.types import InputType
 
 console = Console()
@@ -173,6 +181,11 @@ def stop(state: CliState, force: bool, purge: bool) -> None:
     console.print(f"Stopped {len(running)} process(es) of cluster {state.cluster}")
     if purge:
         console.print(f"Removed its state ({manager.state_dir})")
+    else:
+        console.print(
+            f"Its state (apps, models, links, versions, replica counts) is kept in {manager.state_dir}; "
+            "the next `clipper start` resumes it. `clipper stop --purge` deletes it."
+        )
 
 
 @cli.command()
@@ -269,7 +282,7 @@ def _check_app_fits(conn: ClipperConnection, app: str, model: str, input_type: s
             "deploy with the app's --input-type or choose another --app (nothing was deployed)"
         )
     linked = [m for m in info["linked_models"] if m != model]
-    if linked:
+    if linked and info.get("policy", DEFAULT_POLICY) == DEFAULT_POLICY:
         raise CliError(
             f"App {app} is linked to model {linked[0]} and an app has one model; unlink it first "
             f"(`clipper link {app} {linked[0]} --unlink`) or choose another --app (nothing was deployed)"
@@ -353,7 +366,7 @@ def containers(state: CliState) -> None:
 def link(state: CliState, app: str, model: str, unlink: bool) -> None:
     """Link MODEL to APP, or unlink it.
 
-    An app has at most one linked model.
+    An app has one linked model, or several once it has a multi-model policy (`clipper policy`).
     """
     conn = state.connect()
     if unlink:
@@ -362,6 +375,56 @@ def link(state: CliState, app: str, model: str, unlink: bool) -> None:
     else:
         conn.link_model_to_app(app, model)
         console.print(f"Linked {model} to {app}")
+
+
+@cli.command()
+@click.argument("app")
+@click.argument("policy_name", metavar="[POLICY]", required=False)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A policy parameter (repeatable); VALUE is JSON or else a string, and a dotted KEY nests: "
+    "--param weights.a=9 --param weights.b=1.",
+)
+@pass_state
+def policy(state: CliState, app: str, policy_name: str | None, params: tuple[str, ...]) -> None:
+    """Show APP's model-selection policy and weights, or set it to POLICY.
+
+    POLICY: default (Clipper's: one model), split, shadow, exp3 or exp4. Setting another policy
+    forgets what the previous one learned.
+    """
+    conn = state.connect()
+    if policy_name is None:
+        if params:
+            raise CliError("--param needs a POLICY to set (e.g. `clipper policy APP split --param ...`)")
+    else:
+        name = DEFAULT_POLICY if policy_name == "default" else policy_name
+        conn.set_app_policy(app, name, **_parse_params(params))
+    console.print(policy_text(app, conn.get_app_policy(app)), highlight=False, markup=False)
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`KEY=VALUE` options as a params object: JSON values (else strings), dotted keys nested."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, text = pair.partition("=")
+        if not eq or not key:
+            raise CliError(f"--param {pair!r}: expected KEY=VALUE, e.g. gamma=0.2 or weights.a=9")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        *parents, leaf = key.split(".")
+        target = params
+        for part in parents:
+            nested = target.setdefault(part, {})
+            if not isinstance(nested, dict):
+                raise CliError(f"--param {pair!r}: {part} is already set to a value, not an object")
+            target = nested
+        target[leaf] = value
+    return params
 
 
 @cli.command("set-version")

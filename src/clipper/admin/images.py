@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import clipper
+from clipper.admin.clipper_images import NOOP_PREDICT_MODULE, WELL_KNOWN, ImageKind, log_mapping
 from clipper.errors import ClipperError
 from clipper.runtime.closure import python_version, read_metadata, versions_match
 
@@ -35,6 +36,8 @@ BASE_IMAGE = os.environ.get("CLIPPER_BASE_IMAGE", "clipper/base:bookworm")
 RUNTIME_REPOSITORY = "clipper/clipper"
 PYTHON_LABEL = "ai.clipper.python.version"
 CLOUDPICKLE_LABEL = "ai.clipper.cloudpickle.version"
+STANDS_FOR_LABEL = "ai.clipper.stands_for"  # on our images tagged with a Clipper image name: its kind
+RUNTIME_ID_LABEL = "ai.clipper.runtime.id"  # ... and the runtime image it was built on
 CA_BUNDLE = Path(os.environ.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"))
 # Image names Clipper 0.4 users pass; all of them are served by our runtime image.
 CLIPPER_ROLE_IMAGES = ("query_frontend", "management_frontend", "frontend-exporter", "closure-container")
@@ -98,6 +101,11 @@ def image_exists(client: DockerClient, image: str) -> bool:
     return True
 
 
+def is_ours(client: DockerClient, image: str) -> bool:
+    """Whether `image` is one of ours standing for a Clipper image (ensure_clipper_image made it)."""
+    return STANDS_FOR_LABEL in (client.images.get(image).labels or {})
+
+
 def build_runtime_image(client: DockerClient, tag: str | None = None, *, quiet: bool = False) -> str:
     """Build the runtime image from this source tree on the offline base image; return its tag."""
     tag = tag or runtime_image()
@@ -139,6 +147,42 @@ def ensure_runtime_image(client: DockerClient) -> str:
         logger.info("Building %s (not found locally)", tag)
         build_runtime_image(client, tag)
     return tag
+
+
+def ensure_clipper_image(client: DockerClient, image: str, kind: ImageKind) -> str:
+    """Make Clipper's image name `image` a local image of ours for `kind`, built on the runtime image.
+
+    One image per kind and runtime image, tagged with every Clipper name used for it, so Docker's
+    `ancestor=<clipper name>` filter finds exactly the containers of that kind (and of models built on it).
+    """
+    runtime = client.images.get(ensure_runtime_image(client))
+    labels = {STANDS_FOR_LABEL: kind.value, RUNTIME_ID_LABEL: runtime.id}
+    ours_tag = f"{RUNTIME_REPOSITORY}-{kind.value}:{clipper.__version__}"
+    found = client.images.list(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+    if not found:
+        lines = [f"FROM {runtime_image()}", *(f"LABEL {k}={json.dumps(v)}" for k, v in labels.items())]
+        if kind is ImageKind.NOOP:
+            lines.append(f"ENV CLIPPER_PREDICT_MODULE={NOOP_PREDICT_MODULE}")
+        build_from_dockerfile(client, "\n".join(lines) + "\n", ours_tag)
+    ours = found[0] if found else client.images.get(ours_tag)
+    known = {f"clipper/{name}:{clipper.__version__}" for name in WELL_KNOWN[kind]}
+    for name in {ours_tag, image, *known} - {"default", *ours.tags}:
+        repository, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "")
+        ours.tag(repository, tag or "latest")
+    log_mapping(image, kind, f"{ours_tag} ({ours.short_id}, on {runtime_image()})")
+    return ours_tag if image == "default" else image
+
+
+def build_from_dockerfile(client: DockerClient, dockerfile: str, tag: str) -> None:
+    """Build `tag` from a Dockerfile alone (no context files)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    _build(client, buf, tag, {}, quiet=True, custom_context=True)
 
 
 def image_versions(client: DockerClient, image: str) -> tuple[str, str]:

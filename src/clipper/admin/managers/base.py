@@ -44,6 +44,8 @@ class ContainerManager(abc.ABC):
     """Runs a cluster's Redis, frontends and model replicas somewhere; Clipper 0.4's interface."""
 
     cluster_name: str
+    # Clipper's flag: logs go to a fluentd container (get_logs then has nothing to copy). Ours never do.
+    centralize_log: bool = False
 
     @property
     def cluster_identifier(self) -> str:

@@ -10,6 +10,7 @@ bind-mounted read-only at /run/secrets/clipper: frontends get the directory, mod
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -17,10 +18,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import redis
 from docker import DockerClient
 from docker.models.containers import Container
+from pydantic import TypeAdapter
 
-from clipper.admin import images
+from clipper.admin import clipper_images, images
+from clipper.admin.exceptions import ClipperException
 from clipper.admin.managers.base import (
     CLIPPER_DOCKER_LABEL,
     CLIPPER_DOCKER_PORT_LABELS,
@@ -40,12 +44,14 @@ from clipper.admin.managers.docker_engine import (
     START_TIMEOUT_S,
     ensure_network,
     remove_containers,
-    remove_networks_and_volumes,
+    remove_networks,
+    remove_volume,
     run_container,
     wait_answering,
     wait_running,
     write_logs,
 )
+from clipper.admin.managers.local import ReplicaSet
 from clipper.admin.managers.process import ClientSettings, choose_port, free_port
 from clipper.admin.managers.secrets import (
     AUTH_TOKEN,
@@ -56,6 +62,7 @@ from clipper.admin.managers.secrets import (
     ClusterSecrets,
 )
 from clipper.config.redis_server import redis_command, wait_for_redis
+from clipper.config.store import Db
 from clipper.errors import ClusterError
 from clipper.settings import SECRETS_DIR_VARIABLE
 
@@ -99,6 +106,7 @@ class DockerContainerManager(ContainerManager):
         (default `$CLIPPER_HOME/docker/<cluster_name>`), where `connect()` from any process finds them."""
         if use_centralized_log:
             logger.warning("use_centralized_log (fluentd) is not supported; containers log to json-file")
+        self.centralize_log = use_centralized_log  # Clipper's attribute: its tests skip get_logs when set
         self.cluster_name = cluster_name
         self.public_hostname = "127.0.0.1" if docker_ip_address == "localhost" else docker_ip_address
         self.fluentd_port = fluentd_port
@@ -122,7 +130,9 @@ class DockerContainerManager(ContainerManager):
         self.client = DockerClient.from_env()
         self.redis_url = self._redis_url()
         home = Path(state_dir) if state_dir is not None else ClientSettings().home / "docker" / cluster_name
-        self.secrets = ClusterSecrets(home.absolute() / "secrets")
+        self.state_dir = home.absolute()
+        self.secrets = ClusterSecrets(self.state_dir / "secrets")
+        self._resumed: dict[tuple[str, str], int] = {}
         self._auth = {AUTH_TOKEN: admin_auth, RPC_TOKEN: rpc_auth, QUERY_TOKEN: query_auth}
         self._redis_password = redis_password
 
@@ -150,7 +160,15 @@ class DockerContainerManager(ContainerManager):
         return f"{self.cluster_name}-{role}"
 
     def _volume(self) -> str:
-        return f"{self.cluster_name}-redis-data"
+        """The Redis volume, named after the cluster and this host's state directory of it, so a cluster of
+        the same name kept under another CLIPPER_HOME is never resumed by mistake."""
+        home = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:8]
+        return f"{self.cluster_name}-redis-data-{home}"
+
+    @property
+    def replicas_file(self) -> Path:
+        """Where `stop_all` leaves the replica counts for the next `start_clipper`."""
+        return self.state_dir / "replicas.json"
 
     # ----- starting containers -----
 
@@ -180,12 +198,20 @@ class DockerContainerManager(ContainerManager):
         return run_container(self.client, image, command, self.network, publish, **run_kwargs)
 
     def _image(self, image: str) -> str:
-        """Clipper 0.4's per-role image names (and missing images) map to our runtime image."""
-        if images.image_exists(self.client, image):
+        """Clipper 0.4's image names map to our images (frontends: the runtime; noop and closure containers:
+        images of ours tagged with Clipper's name); any other image must be on the engine already."""
+        kind = clipper_images.image_kind(image)
+        exists = image != "default" and images.image_exists(self.client, image)
+        if kind is not None and (not exists or images.is_ours(self.client, image)):
+            return images.ensure_clipper_image(self.client, image, kind)
+        if exists:
             return image
         if images.is_clipper_role_image(image):
             return images.ensure_runtime_image(self.client)
-        raise ClusterError(f"Image {image} is not on this engine (nothing is pulled); build it first.")
+        raise ClipperException(
+            f"Image {image} is not on this engine (nothing is pulled) and is not one of Clipper's images "
+            "we serve (frontends, noop-container, python*-closure-container); build it first."
+        )
 
     def start_clipper(
         self,
@@ -228,9 +254,9 @@ class DockerContainerManager(ContainerManager):
         if not self.external_redis:
             started.append(self._start_redis(qf_image))
             wait_running(started)
-            if self.host_network:
-                password = self.secrets.read(REDIS_PASSWORD)
-                wait_for_redis(self.redis_ip, self.ports["redis"], START_TIMEOUT_S, password=password)
+        password = self.secrets.read(REDIS_PASSWORD)
+        wait_for_redis(self.redis_ip, self.ports["redis"], START_TIMEOUT_S, password=password)
+        self._forget_replicas()
         common = {
             SECRETS_DIR_VARIABLE: SECRETS_MOUNT,
             "CLIPPER_REDIS_URL": self.redis_url,
@@ -256,6 +282,33 @@ class DockerContainerManager(ContainerManager):
         ]
         wait_running(started + frontends)
         self._wait_serving(frontends)
+        self._resume()
+
+    def _forget_replicas(self) -> None:
+        """Drop the replica and frontend records a stopped (or killed) run left in Redis: before this start's
+        frontends run, no replica is connected, so every such record is stale."""
+        client = redis.Redis(
+            host=self.redis_ip, port=self.ports["redis"], password=self.secrets.read(REDIS_PASSWORD)
+        )
+        try:
+            for db in (Db.CONTAINERS, Db.FRONTENDS):
+                client.execute_command("SELECT", int(db))
+                client.flushdb()
+        finally:
+            client.close()
+
+    def _resume(self) -> None:
+        """Start the replicas the cluster ran when it was stopped, so serving resumes on its own."""
+        if not self.replicas_file.exists():
+            return
+        for rs in TypeAdapter(list[ReplicaSet]).validate_json(self.replicas_file.read_bytes()):
+            logger.info("Resuming model %s:%s with %d replica(s) as before", rs.name, rs.version, rs.replicas)
+            self.set_num_replicas(rs.name, rs.version, rs.input_type, rs.image, rs.replicas)
+            self._resumed[(rs.name, rs.version)] = rs.replicas
+        self.replicas_file.unlink()
+
+    def resumed_replicas(self) -> dict[tuple[str, str], int]:
+        return dict(self._resumed)
 
     def _check_frontend_count(self, num_frontends: int) -> None:
         if num_frontends > 1 and not self.host_network:
@@ -500,13 +553,28 @@ class DockerContainerManager(ContainerManager):
         remove_containers(self._containers(CLIPPER_MODEL_CONTAINER_LABEL))
 
     def stop_all(self, graceful: bool = True, remove_state: bool = False) -> None:
-        """Remove this cluster's containers (models first), then its network and Redis volume, as Clipper
-        did; `remove_state` also removes its secrets."""
-        remove_containers(self._containers(CLIPPER_MODEL_CONTAINER_LABEL), graceful=graceful)
+        """Remove this cluster's containers (models first) and network. Its state is kept for the next
+        `start_clipper` (the Redis volume: apps, models, links, versions; `replicas.json` in the state
+        directory: replica counts), unless `remove_state`: then the volume and the state directory go."""
+        models = self._containers(CLIPPER_MODEL_CONTAINER_LABEL, all_states=False)
+        plan = replica_plan(models)
+        remove_containers(models, graceful=graceful)
         remove_containers(self._containers(), graceful=graceful)
-        remove_networks_and_volumes(self.client, f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}")
+        remove_networks(self.client, f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}")
         if remove_state:
-            shutil.rmtree(self.secrets.directory, ignore_errors=True)
+            remove_volume(self.client, self._volume())
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            logger.info("Removed the state of cluster %s (volume %s, %s)", self.cluster_name, self._volume(),
+                        self.state_dir)  # fmt: skip
+            return
+        if plan:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.replicas_file.write_bytes(TypeAdapter(list[ReplicaSet]).dump_json(plan))
+        logger.info(
+            "Stopped cluster %s; its state is kept in volume %s and %s for the next start "
+            "(stop_all(remove_state=True) or `clipper stop --purge` deletes it)",
+            self.cluster_name, self._volume(), self.state_dir,
+        )  # fmt: skip
 
     # ----- addresses -----
 
@@ -518,3 +586,25 @@ class DockerContainerManager(ContainerManager):
 
     def get_metric_addr(self) -> str:
         return f"{self.public_hostname}:{self.ports['metric']}"
+
+
+def replica_plan(containers: list[Container]) -> list[ReplicaSet]:
+    """Running model containers, counted per version, with what a start needs to run them again."""
+    plan: dict[tuple[str, str], ReplicaSet] = {}
+    for c in containers:
+        env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"] or [] if "=" in e)
+        name, version = env.get("CLIPPER_MODEL_NAME"), env.get("CLIPPER_MODEL_VERSION")
+        if name is None or version is None:
+            continue
+        found = plan.setdefault(
+            (name, version),
+            ReplicaSet(
+                name=name,
+                version=version,
+                input_type=env.get("CLIPPER_INPUT_TYPE", "doubles"),
+                image=c.attrs["Config"]["Image"],
+                replicas=0,
+            ),
+        )
+        found.replicas += 1
+    return list(plan.values())

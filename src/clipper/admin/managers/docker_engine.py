@@ -99,12 +99,18 @@ def remove_containers(
             continue
 
 
-def remove_networks_and_volumes(client: DockerClient, label: str) -> None:
-    """Remove every network and volume carrying the label filter `label` (`key=value`)."""
+def remove_networks(client: DockerClient, label: str) -> None:
+    """Remove every network carrying the label filter `label` (`key=value`)."""
     for network in client.networks.list(filters={"label": label}):
         network.remove()
-    for volume in client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
+
+
+def remove_volume(client: DockerClient, name: str) -> None:
+    """Remove the volume `name` if it exists."""
+    try:
+        client.volumes.get(name).remove(force=True)
+    except docker.errors.NotFound:
+        return
 
 
 def write_logs(containers: Iterable[Container], logging_dir: str) -> list[str]:

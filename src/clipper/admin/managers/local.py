@@ -13,11 +13,15 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import requests
 from pydantic import BaseModel, Field, TypeAdapter
 
+from clipper.admin import clipper_images
+from clipper.admin.exceptions import ClipperException
 from clipper.admin.managers.base import ContainerManager
 from clipper.admin.managers.process import (
     SUPERVISOR_ROLE,
@@ -46,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 PREDICT_MODULE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+SITE_PACKAGES = "site-packages"  # in a model directory: the packages build_model installed for it
 
 
 class LocalContainerManager(ContainerManager):
@@ -379,8 +384,15 @@ class LocalContainerManager(ContainerManager):
         if remove_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
             logger.info("Removed the state of cluster %s (%s)", self.cluster_name, self.state_dir)
-        elif plan:
-            self.replicas_file.write_bytes(TypeAdapter(list[ReplicaSet]).dump_json(list(plan.values())))
+        else:
+            if plan:
+                self.replicas_file.write_bytes(TypeAdapter(list[ReplicaSet]).dump_json(list(plan.values())))
+            logger.info(
+                "Stopped cluster %s; its state is kept in %s for the next start "
+                "(stop_all(remove_state=True) or `clipper stop --purge` deletes it)",
+                self.cluster_name,
+                self.state_dir,
+            )
 
     def get_logs(self, logging_dir: str) -> list[str]:
         """Copy every process's log (live or not) into `logging_dir`."""
@@ -396,6 +408,36 @@ class LocalContainerManager(ContainerManager):
         return copied
 
     # -- model replicas --------------------------------------------------------------------------------
+
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: list[str] | None = None,
+    ) -> str:
+        """The local "image" of a model: Clipper's noop container stays itself; on a closure image the model
+        files go to the model's directory, with `pkgs_to_install` pip-installed into its site-packages."""
+        if not Path(model_data_path).is_dir():
+            raise ClipperException(f"model_data_path {model_data_path} is not a directory")
+        kind = clipper_images.image_kind(base_image)
+        if kind is clipper_images.ImageKind.NOOP:
+            return base_image
+        if kind is not clipper_images.ImageKind.CLOSURE:
+            return super().build_model(name, version, model_data_path, base_image)
+        path = self.model_directory(name, version)
+        shutil.copytree(model_data_path, path, dirs_exist_ok=True)
+        clipper_images.log_mapping(base_image, kind, str(path))
+        pkgs = [p for p in pkgs_to_install or [] if p]
+        if pkgs:
+            pip = [sys.executable, "-m", "pip", "install", "-q", "--target", str(path / SITE_PACKAGES)]
+            done = subprocess.run([*pip, *pkgs], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                shutil.rmtree(path, ignore_errors=True)
+                raise ClipperException(f"pip install {' '.join(pkgs)} failed: {done.stderr.strip()[-2000:]}")
+        return str(path)
 
     def model_directory(self, name: str, version: str) -> Path:
         """A fresh directory in the state dir where a deployer saves a model version's files."""
@@ -511,12 +553,26 @@ def _replica_role(name: str, version: str, index: int) -> str:
 
 
 def _model_source(image: str) -> dict[str, str]:
-    """A model directory becomes CLIPPER_MODEL_PATH; `pkg.mod:func` becomes CLIPPER_PREDICT_MODULE."""
+    """A model directory becomes CLIPPER_MODEL_PATH (with its `site-packages`, if built with packages, on
+    PYTHONPATH); `pkg.mod:func` becomes CLIPPER_PREDICT_MODULE; Clipper's noop container is our noop."""
     if Path(image).is_dir():
-        return {"CLIPPER_MODEL_PATH": str(Path(image).resolve())}
+        path = Path(image).resolve()
+        packages = path / SITE_PACKAGES
+        return {"CLIPPER_MODEL_PATH": str(path)} | (
+            {"PYTHONPATH": str(packages)} if packages.is_dir() else {}
+        )
+    kind = clipper_images.image_kind(image)
+    if kind is clipper_images.ImageKind.NOOP:
+        clipper_images.log_mapping(image, kind, clipper_images.NOOP_PREDICT_MODULE)
+        return {"CLIPPER_PREDICT_MODULE": clipper_images.NOOP_PREDICT_MODULE}
+    if kind is clipper_images.ImageKind.CLOSURE:
+        raise ClipperException(
+            f"Image {image} is Clipper's closure container, which serves a model's files: deploy with "
+            "deploy_python_closure, or build_model(..., base_image=...) and deploy what it returns."
+        )
     if PREDICT_MODULE.fullmatch(image):
         return {"CLIPPER_PREDICT_MODULE": image}
-    raise ClusterError(
+    raise ClipperException(
         "LocalContainerManager runs models from a directory holding func.pkl (or a "
         f"'package.module:function' name), not from images; {image!r} is neither. "
         "Use clipper.admin.deployers.python.deploy_python_closure."
