@@ -20,6 +20,7 @@ from clipper.errors import ClipperError, InvalidInput, Overloaded
 from clipper.frontends.errors import HTTP_ERRORS, error_body, lookup
 from clipper.frontends.http1 import Respond, Response
 from clipper.frontends.metrics import QueryMetrics
+from clipper.frontends.metrics_json import clipper_metrics
 from clipper.query.answers import DefaultAnswer, PendingRequest, embed_json
 from clipper.query.fastjson import batch_length, parse_doubles
 from clipper.query.inputs import TooManyInputs, parse_request
@@ -80,6 +81,7 @@ class QueryApp:
         self.draining = False
         self.in_flight = 0
         self._idle = asyncio.Event()
+        self._started = time.monotonic()  # meters in /metrics/json are mean rates since then
 
     def handle(
         self, method: str, path: str, body: bytes, respond: Respond, authorization: bytes | None
@@ -96,6 +98,9 @@ class QueryApp:
             method = "GET"
         if method == "GET" and path == "/metrics":
             respond((200, [("content-type", CONTENT_TYPE_LATEST)], generate_latest(self.metrics.registry)))
+        elif method == "GET" and path == "/metrics/json":  # Clipper's JSON shape, for Clipper clients
+            uptime_s = time.monotonic() - self._started
+            respond((200, JSON_HEADERS, orjson.dumps(clipper_metrics(self.metrics.registry, uptime_s))))
         elif method == "GET" and path == "/health":
             ok = self.ready and not self.draining
             state = "ok" if ok else "draining" if self.draining else "starting"
