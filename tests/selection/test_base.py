@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,9 @@ def test_reward_of_labels_is_equality(output: bytes, label: str, expected: float
         (b"ten", 10.0, {}, 0.0),
     ],
 )
-def test_reward_of_numbers_is_bounded_error(output: bytes, label: float, params: dict, expected: float) -> None:
+def test_reward_of_numbers_is_bounded_error(
+    output: bytes, label: float, params: dict[str, Any], expected: float
+) -> None:
     assert reward(output, label, params) == pytest.approx(expected)
 
 

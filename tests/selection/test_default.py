@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from clipper.selection import DEFAULT_POLICY, NoFeedback, Plan, make_policy
 from clipper.errors import ClipperError
+from clipper.selection import DEFAULT_POLICY, NoFeedback, Plan, make_policy
 
 
 def test_the_one_linked_model_answers() -> None:

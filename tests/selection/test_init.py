@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import clipper.selection as selection
@@ -13,8 +15,17 @@ MODELS = ("a", "b", "c")
 
 def test_exports_exactly_the_contract() -> None:
     assert sorted(selection.__all__) == sorted(
-        ["DEFAULT_POLICY", "POLICIES", "NoFeedback", "check_params", "make_policy", "Plan", "Combined",
-         "Policy", "reward"]
+        [
+            "DEFAULT_POLICY",
+            "POLICIES",
+            "NoFeedback",
+            "check_params",
+            "make_policy",
+            "Plan",
+            "Combined",
+            "Policy",
+            "reward",
+        ]
     )
     assert DEFAULT_POLICY == SCHEMA_DEFAULT_POLICY
     assert POLICIES == (DEFAULT_POLICY, "split", "shadow", "exp3", "exp4")
@@ -48,7 +59,9 @@ def test_exports_exactly_the_contract() -> None:
         ("exp4", {"combine": "median"}, "combine:", "auto, vote"),
     ],
 )
-def test_check_params_names_field_and_problem(policy: str, params: dict, field: str, problem: str) -> None:
+def test_check_params_names_field_and_problem(
+    policy: str, params: dict[str, Any], field: str, problem: str
+) -> None:
     with pytest.raises(ValueError) as err:
         check_params(policy, params, MODELS)
     assert str(err.value).startswith(field)
@@ -66,7 +79,12 @@ def test_check_params_normalises_and_fills_defaults() -> None:
     assert check_params("shadow", {"primary": "b"}, MODELS) == {"primary": "b"}
     assert check_params("exp3", {}, MODELS) == {"gamma": 0.1, "per_user": False, "error_scale": 1.0}
     assert check_params("exp4", {"per_user": True}, MODELS) == {
-        "eta": 0.5, "confidence": 0.0, "tolerance": 0.1, "per_user": True, "error_scale": 1.0, "combine": "auto"
+        "eta": 0.5,
+        "confidence": 0.0,
+        "tolerance": 0.1,
+        "per_user": True,
+        "error_scale": 1.0,
+        "combine": "auto",
     }
 
 
@@ -80,7 +98,9 @@ def test_check_params_normalises_and_fills_defaults() -> None:
         ("exp4", {}, True, False),
     ],
 )
-def test_make_policy_from_checked_params(policy: str, params: dict, takes_feedback: bool, per_user: bool) -> None:
+def test_make_policy_from_checked_params(
+    policy: str, params: dict[str, Any], takes_feedback: bool, per_user: bool
+) -> None:
     made = make_policy(policy, check_params(policy, params, MODELS))
     assert made.name == policy
     assert made.takes_feedback is takes_feedback

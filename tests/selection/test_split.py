@@ -7,13 +7,13 @@ from collections import Counter
 
 import pytest
 
-from clipper.selection import NoFeedback, check_params, make_policy
+from clipper.selection import NoFeedback, Policy, check_params, make_policy
 from clipper.selection.split import uid_point
 
 MODELS = ("stable", "canary")
 
 
-def _split(weights: dict[str, float], models: tuple[str, ...] = MODELS):
+def _split(weights: dict[str, float], models: tuple[str, ...] = MODELS) -> Policy:
     return make_policy("split", check_params("split", {"weights": weights}, models))
 
 

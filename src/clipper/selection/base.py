@@ -129,10 +129,14 @@ def normalised(weights: Mapping[str, float]) -> dict[str, float]:
 
 
 def stored_weights(state: State, arms: tuple[str, ...]) -> list[float]:
-    """The state's weight of each linked model; a model linked since the state was written gets 1/K."""
+    """The state's weight of each linked model; a model linked since the state was written gets the mean
+    weight of the others, so it starts as an average model."""
     stored = state.get("weights") or {}
-    fallback = 1.0 / len(arms) if arms else 1.0
-    return [float(stored.get(m, fallback)) for m in arms]
+    known = [float(stored[m]) for m in arms if m in stored]
+    if len(known) == len(arms):
+        return known
+    fallback = sum(known) / len(known) if known else 1.0
+    return [float(stored[m]) if m in stored else fallback for m in arms]
 
 
 def reward(output: bytes, label: float | str, params: Mapping[str, Any]) -> float:
