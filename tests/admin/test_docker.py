@@ -52,7 +52,7 @@ def make_manager(
 
     yield make
     for manager in made:
-        manager.stop_all(graceful=False)
+        manager.stop_all(graceful=False, remove_state=True)
 
 
 def start(manager: DockerContainerManager, image: str) -> None:
@@ -80,7 +80,8 @@ def test_start_connect_logs_stop(
         )
     )
     assert roles == ["management_frontend", "query_frontend", "redis"]
-    assert docker_client.volumes.get(f"{manager.cluster_name}-redis-data")
+    label = {"label": f"{CLIPPER_DOCKER_LABEL}={manager.cluster_name}"}
+    assert len(docker_client.volumes.list(filters=label)) == 1  # Redis's data
 
     again = DockerContainerManager(cluster_name=manager.cluster_name)
     again.connect()
@@ -93,6 +94,9 @@ def test_start_connect_logs_stop(
     assert any("Ready to accept connections" in Path(p).read_text() for p in logs)
 
     again.stop_all(graceful=True)
+    kept = leftovers(docker_client, manager.cluster_name)
+    assert [v.name for v in docker_client.volumes.list(filters=label)] == [v.name for v in kept]  # type: ignore[attr-defined]
+    again.stop_all(graceful=True, remove_state=True)
     assert leftovers(docker_client, manager.cluster_name) == []
 
 

@@ -238,21 +238,19 @@ class ModelAdmin(ManagementApi):
         self.stop_versioned_models(self._versions(model_names))
 
     def stop_versioned_models(self, model_versions_dict: dict[str, list[str]]) -> None:
-        """Stop and unregister the given versions; a current version only together with all the others.
-
-        Checked before anything stops: a current version whose model keeps other versions is refused whole.
-        """
+        """Stop and unregister the given versions. As in Clipper, a current version may go while others stay:
+        the last of the remaining versions (in sort order) is made current first, and the log says so, so
+        the model never points at a deleted version."""
         self._require_connection()
         registered = self._versions(list(model_versions_dict))
         for name, versions in model_versions_dict.items():
             current = self._current_or_none(name)
             kept = set(registered.get(name, [])) - {str(v) for v in versions}
             if current in versions and kept:
-                raise ClipperException(
-                    f"Version {current} is the current version of model {name}; make another version "
-                    f"current first (set_model_version; other versions: {', '.join(sorted(kept))}). "
-                    "Nothing was stopped."
-                )
+                successor = sorted(kept)[-1]
+                logger.warning("Stopping the current version %s of model %s: %s is current now",
+                               current, name, successor)  # fmt: skip
+                self.set_model_version(name, successor)
         self.cm.stop_models(model_versions_dict)
         self._unregister_versioned_models(model_versions_dict)
 
