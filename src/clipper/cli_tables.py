@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.table import Table
@@ -9,6 +10,7 @@ from rich.table import Table
 from clipper.admin.connection import ClipperConnection
 from clipper.admin.managers.local import LocalContainerManager
 from clipper.admin.managers.process import ProcessRecord, is_alive
+from clipper.schema import DEFAULT_POLICY
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -29,11 +31,29 @@ def processes_table(cluster: str, records: list[ProcessRecord]) -> Table:
 
 
 def apps_table(conn: ClipperConnection) -> Table:
-    table = _table("Applications", "name", "input type", "SLO (µs)", "default output", "linked model")
+    """One row per app; a multi-model policy shows each linked model's current weight."""
+    table = _table(
+        "Applications", "name", "input type", "SLO (µs)", "default output", "linked models", "policy"
+    )
     for a in conn.get_all_apps(verbose=True):
         linked = ", ".join(a["linked_models"])
-        table.add_row(a["name"], a["input_type"], str(a["latency_slo_micros"]), a["default_output"], linked)
+        policy = a.get("policy", DEFAULT_POLICY)
+        shown = "default"
+        if policy != DEFAULT_POLICY:
+            weights = conn.get_app_policy(a["name"]).get("weights", {})
+            shown = policy + "".join(f"\n{m} {w:.3f}" for m, w in sorted(weights.items()))
+        row = [a["name"], a["input_type"], str(a["latency_slo_micros"]), a["default_output"], linked, shown]
+        table.add_row(*row)
     return table
+
+
+def policy_text(app: str, policy: dict[str, Any]) -> str:
+    """`clipper policy APP`: the policy, its params as JSON and each linked model's weight."""
+    name = "default" if policy["policy"] == DEFAULT_POLICY else policy["policy"]
+    lines = [f"{app}: policy {name}", f"  params: {json.dumps(policy['params'], sort_keys=True)}"]
+    for model, weight in sorted(policy.get("weights", {}).items()):
+        lines.append(f"  {model}: weight {weight:.3f}")
+    return "\n".join(lines)
 
 
 def models_table(conn: ClipperConnection, manager: Any) -> Table:
