@@ -356,3 +356,40 @@ def _apps(conn: ClipperConnection) -> list[str] | None:
         return [a["name"] for a in conn.get_all_apps(verbose=True)]
     except (ClipperException, requests.RequestException):  # the management frontend is reconnecting
         return None
+
+
+def test_clipper_names_map_and_stop_all_keeps_state_without_stale_replicas(
+    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+) -> None:
+    """Clipper's noop image name runs our noop (Docker's `ancestor` filter finds it by that name); stop_all
+    keeps apps and replica counts, the next start (on port 0: any free port) resumes them and lists only
+    live replicas; remove_state=True leaves nothing behind."""
+    manager = make_manager(state_dir=tmp_path)
+    conn = ClipperConnection(manager)
+    conn.start_clipper()
+    assert manager.centralize_log is False
+    conn.register_application("kept", "doubles", "DEFAULT", 5_000_000)
+    conn.deploy_model("kept", 1, "doubles", "clipper/noop-container:0.4.1", num_replicas=2)
+    conn.link_model_to_app("kept", "kept")
+    label = f"{CLIPPER_DOCKER_LABEL}={manager.cluster_name}"
+    noop = {"ancestor": "clipper/noop-container:0.4.1", "label": label}
+    assert len(docker_client.containers.list(filters=noop)) == 2
+    answer = predict_until(
+        f"http://{conn.get_query_addr()}/kept/predict", {"input": [1.0]}, lambda a: a.get("default") is False
+    )
+    assert answer["output"] == 1.0
+    conn.stop_all(graceful=False)
+
+    again = ClipperConnection(
+        DockerContainerManager(cluster_name=manager.cluster_name, clipper_query_port=0, state_dir=tmp_path,
+                               clipper_management_port=0, clipper_rpc_port=0, redis_port=0)
+    )  # fmt: skip
+    try:
+        again.start_clipper()
+        assert not again.get_query_addr().endswith(":0")
+        assert again.get_all_apps() == ["kept"]
+        replicas = again.get_all_model_replicas(verbose=True)
+        assert len(replicas) == again.get_num_replicas("kept", "1") == 2
+    finally:
+        again.stop_all(graceful=False, remove_state=True)
+    assert leftovers(docker_client, manager.cluster_name) == []
