@@ -19,6 +19,7 @@ WEIGHT_FLOOR = 1e-3
 """Least share of the total a learned weight keeps, so a model written off can win again when it improves."""
 
 State = dict[str, Any]
+_NUMBER_START = frozenset(bytes([c]) for c in b"+-.0123456789 \t\r\n")  # what float() may start with
 T = TypeVar("T")
 
 
@@ -99,6 +100,8 @@ class PerModels(Generic[T]):
 
 def parse_number(output: bytes) -> float | None:
     """The finite number an output's text spells (a JSON number parses), or None for any other text."""
+    if output[:1] not in _NUMBER_START:  # most labels: skip float()'s exception, the costly part
+        return None
     try:
         value = float(output)
     except ValueError:
@@ -131,12 +134,13 @@ def normalised(weights: Mapping[str, float]) -> dict[str, float]:
 def stored_weights(state: State, arms: tuple[str, ...]) -> list[float]:
     """The state's weight of each linked model; a model linked since the state was written gets the mean
     weight of the others, so it starts as an average model."""
-    stored = state.get("weights") or {}
-    known = [float(stored[m]) for m in arms if m in stored]
-    if len(known) == len(arms):
-        return known
-    fallback = sum(known) / len(known) if known else 1.0
-    return [float(stored[m]) if m in stored else fallback for m in arms]
+    stored: dict[str, float] = state.get("weights") or {}
+    try:
+        return [stored[m] for m in arms]
+    except KeyError:
+        known = [stored[m] for m in arms if m in stored]
+        fallback = sum(known) / len(known) if known else 1.0
+        return [stored.get(m, fallback) for m in arms]
 
 
 def reward(output: bytes, label: float | str, params: Mapping[str, Any]) -> float:

@@ -82,17 +82,15 @@ class Exp4Policy:
         got = [(m, w) for m, w in zip(arms, stored_weights(state, arms), strict=True) if m in answers]
         if not got:
             return Combined(None, "no model answered")
-        missing = [m for m in arms if m not in answers]
-        partial = f"combined {len(got)} of {len(arms)} models; no answer from {', '.join(missing)}"
-        note = partial if missing else None
         total = sum(w for _, w in got)
         parsed = () if self.vote_only else (parse_number(answers[m]) for m, _ in got)
         values = [y for y in parsed if y is not None]
+        mean: float | None = None
         if len(values) == len(got):
             mean = sum(w * y for (_, w), y in zip(got, values, strict=True)) / total
             near = self.tolerance * max(abs(mean), 1.0)  # relative, but absolute for values within ±1
             share = sum(w for (_, w), y in zip(got, values, strict=True) if abs(y - mean) <= near) / total
-            output, what = format_number(mean), f"weighted mean {mean:g}"
+            output = format_number(mean)
         else:
             votes: dict[bytes, float] = {}
             first: dict[bytes, bytes] = {}
@@ -102,14 +100,19 @@ class Exp4Policy:
                 first.setdefault(key, answers[m])
             top = max(votes, key=votes.__getitem__)  # ties: the first model's answer in link order
             share = votes[top] / total
-            output, what = first[top], "top answer"
-        if share < self.confidence:
-            disagree = (
-                f"models disagree: the {what} has {share:.0%} of the weight, "
-                f"below the confidence {self.confidence:.0%}"
-            )
-            return Combined(None, f"{disagree}; {partial}" if missing else disagree)
-        return Combined(output, note)
+            output = first[top]
+        partial = None
+        if len(got) < len(arms):
+            missing = ", ".join(m for m in arms if m not in answers)
+            partial = f"combined {len(got)} of {len(arms)} models; no answer from {missing}"
+        if share >= self.confidence:
+            return Combined(output, partial)
+        what = "top answer" if mean is None else f"weighted mean {mean:g}"
+        disagree = (
+            f"models disagree: the {what} has {share:.0%} of the weight, "
+            f"below the confidence {self.confidence:.0%}"
+        )
+        return Combined(None, disagree if partial is None else f"{disagree}; {partial}")
 
     def update(
         self, state: State, models: Sequence[str], chosen: str | None, rewards: Mapping[str, float]
