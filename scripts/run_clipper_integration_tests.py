@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import builtins
-import collections
 import os
 import runpy
 import shutil
@@ -35,10 +34,18 @@ import tempfile
 import types
 import unittest
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 FILES = ("clipper_admin_tests.py", "many_apps_many_models.py", "multi_tenancy_test.py")
 CLOSURE_TEST_PYTHON = (3, 7, 0, "final", 0)
+
+
+class _VersionInfo(NamedTuple):
+    major: int
+    minor: int
+    micro: int
+    releaselevel: str
+    serial: int
 
 
 class _SysView(types.ModuleType):
@@ -46,8 +53,7 @@ class _SysView(types.ModuleType):
 
     def __init__(self) -> None:
         super().__init__("sys")
-        fields = "major minor micro releaselevel serial"
-        self.version_info = collections.namedtuple("version_info", fields)(*CLOSURE_TEST_PYTHON)
+        self.version_info = _VersionInfo(*CLOSURE_TEST_PYTHON)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(sys, name)
@@ -117,7 +123,7 @@ def _local_manager(
 
 
 def _patch_test_utils(manager: str) -> None:
-    import test_utils  # Clipper's; imported once, so the test files' `from test_utils import` see this
+    import test_utils  # type: ignore[import-not-found]  # Clipper's; imported once, so the test files' `from test_utils import` see this
 
     if manager == "local":
         test_utils.DockerContainerManager = _local_manager

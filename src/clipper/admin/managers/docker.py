@@ -287,15 +287,13 @@ class DockerContainerManager(ContainerManager):
     def _forget_replicas(self) -> None:
         """Drop the replica and frontend records a stopped (or killed) run left in Redis: before this start's
         frontends run, no replica is connected, so every such record is stale."""
-        client = redis.Redis(
-            host=self.redis_ip, port=self.ports["redis"], password=self.secrets.read(REDIS_PASSWORD)
-        )
-        try:
-            for db in (Db.CONTAINERS, Db.FRONTENDS):
-                client.execute_command("SELECT", int(db))
+        for db in (Db.CONTAINERS, Db.FRONTENDS):
+            password = self.secrets.read(REDIS_PASSWORD)
+            client = redis.Redis(host=self.redis_ip, port=self.ports["redis"], db=int(db), password=password)
+            try:
                 client.flushdb()
-        finally:
-            client.close()
+            finally:
+                client.close()
 
     def _resume(self) -> None:
         """Start the replicas the cluster ran when it was stopped, so serving resumes on its own."""
