@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from clipper.config.selection_state import (
     GLOBAL_UID,
+    KeyedLocks,
     SelectionUpdate,
     selection_of,
     state_key,
@@ -71,6 +72,7 @@ class ConfigStore:
         self._password = password
         self._dbs: dict[Db, aioredis.Redis] = {}
         self._tx: aioredis.Redis | None = None
+        self._state_locks = KeyedLocks()
 
     async def start(self) -> None:
         for db in Db:
@@ -240,7 +242,8 @@ class ConfigStore:
     async def update_selection_state(self, app: str, uid: str, update: SelectionUpdate) -> dict[str, Any]:
         """Replace the policy state of (app, uid) with `update(old)` atomically (`old` None before any);
         concurrent updaters never lose one, and `update` may run more than once. Returns the new state."""
-        return await update_selection(self._dbs[Db.STATE], app, uid, update)
+        async with self._state_locks.hold(state_key(app, uid)):
+            return await update_selection(self._dbs[Db.STATE], app, uid, update)
 
     async def _state_keys(self, app: str) -> list[str]:
         """Every selection-state key of the app: `<app>:<uid>:0` for uid 0 and each user."""
