@@ -73,3 +73,24 @@ def slow_once(inputs):
 def labelled(inputs):
     """Answers a dict per input, as a classifier might: it reaches the client as a JSON object."""
     return [{"label": "big" if np.asarray(x).sum() > 1 else "small", "ok": True} for x in inputs]
+
+
+def named(inputs):
+    """Answers every input with TEST_NAME: which model of an app's several answered."""
+    return [os.environ["TEST_NAME"]] * len(inputs)
+
+
+def true_label(k: int) -> str:
+    """The label of example k of the selection tests' data set: one of three classes."""
+    return str(k % 3)
+
+
+def labeller(inputs):
+    """Right on TEST_ACCURACY percent of the examples (input [k]), the same ones every time; else wrong."""
+    accuracy = int(os.environ["TEST_ACCURACY"])
+    out = []
+    for x in inputs:
+        k = int(np.asarray(x)[0])
+        right = (k * 7919) % 100 < accuracy
+        out.append(true_label(k) if right else str((k + 1) % 3))
+    return out

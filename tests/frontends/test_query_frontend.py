@@ -64,8 +64,8 @@ def test_health_answers_get_and_head_and_other_routes_are_json_errors(cluster: Q
     head = requests.head(f"{cluster.url}/health", timeout=5)
     assert head.status_code == 200 and head.content == b""
     assert int(head.headers["content-length"]) == len(health.content)
-    update = requests.post(f"{cluster.url}/a/update", json={}, timeout=5)
-    assert update.status_code == 501 and update.json()["error"] == "Not implemented"
+    update = requests.post(f"{cluster.url}/a/update", json={}, timeout=5)  # feedback: test_selection.py
+    assert update.status_code == 404 and update.json()["cause"] == "No application named 'a'"
     missing = requests.get(f"{cluster.url}/a/b/c", timeout=5)
     assert missing.status_code == 404 and missing.json()["cause"] == "No route for GET /a/b/c"
 

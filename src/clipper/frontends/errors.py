@@ -20,10 +20,12 @@ from clipper.errors import (
     UnknownVersion,
 )
 from clipper.query.inputs import TooManyInputs
+from clipper.selection import NoFeedback
 
 # Query edge: status and Clipper's `error` name of the `{"error": ..., "cause": ...}` body (reference §2.6).
 HTTP_ERRORS: dict[type[ClipperError], tuple[int, str]] = {
     TooManyInputs: (413, "Request too large"),  # not 503: a retry of the same batch can never pass
+    NoFeedback: (400, "Feedback not taken"),
     InvalidInput: (400, "Json error"),
     UnknownVersion: (400, "Query processing error"),
     UnknownApp: (404, "Unknown application"),

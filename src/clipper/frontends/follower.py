@@ -17,6 +17,9 @@ from redis.exceptions import RedisError
 from clipper.config.store import CURRENT_VERSION_PREFIX, ConfigEvent, ConfigStore, Db
 from clipper.query.answers import embed_json
 from clipper.query.processor import AppRoute, QueryProcessor
+from clipper.query.selecting import GLOBAL_UID, Selection
+from clipper.schema import DEFAULT_POLICY
+from clipper.selection import make_policy
 from clipper.types import InputType
 
 logger = logging.getLogger(__name__)
@@ -127,9 +130,11 @@ class ConfigFollower:
         """Re-read whatever the event touched."""
         if event.db is Db.APPS:
             await self._reload_app(event.key)
-        elif event.db is Db.LINKS:
-            links = await self._store.get_links(event.key)
-            self._processor.set_link(event.key, links[0] if links else None)
+        elif event.db is Db.LINKS:  # the app's route holds its models (and a policy may span several)
+            await self._reload_app(event.key)
+        elif event.db is Db.STATE and event.key.count(":") >= 2:  # `<app>:<uid>:0`: a policy learned
+            app, uid, _ = event.key.rsplit(":", 2)
+            self._processor.set_selection_state(app, uid, await self._store.get_selection_state(app, uid))
         elif event.db is Db.METADATA and event.key.startswith(CURRENT_VERSION_PREFIX):
             name = event.key[len(CURRENT_VERSION_PREFIX) :]
             self._processor.set_current_version(name, await self._store.get_current_version(name))
@@ -149,14 +154,21 @@ class ConfigFollower:
             self._processor.remove_app(name)
             return
         links = await self._store.get_links(name)
+        selection = None
+        if app.policy != DEFAULT_POLICY and links:
+            policy = make_policy(app.policy, app.policy_params)
+            models = tuple(links)
+            state = await self._store.get_selection_state(name, GLOBAL_UID)
+            selection = Selection(policy, models, app.policy_params, state or policy.initial_state(models))
         self._processor.set_app(
             AppRoute(
                 name=name,
                 input_type=InputType.parse(app.input_type),
                 default_output=embed_json(app.default_output.encode()),
                 slo_ns=app.latency_slo_micros * 1000,
-                model=links[0] if links else None,
+                model=links[0] if links and selection is None else None,
                 default_on_overload=app.on_overload == "default",
+                selection=selection,
             )
         )
 

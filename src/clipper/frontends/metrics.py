@@ -56,6 +56,8 @@ class QueryMetrics:
         self._info.labels(**labels).set(1)
         self._apps: dict[str, AppStats] = {}
         registry.register(_AppCollector(self._apps))
+        self._selection = _SelectionCollector()
+        registry.register(self._selection)
         self._models: dict[tuple[str, str], tuple[Histogram, Histogram, Counter]] = {}
         self._cache_children: dict[tuple[str, str, bool], Counter] = {}
 
@@ -104,6 +106,28 @@ class QueryMetrics:
 
     def stray_answer(self, model: str, version: str) -> None:
         self._stray.labels(model, version).inc()
+
+    def chosen(self, app: str, model: str) -> None:
+        key = (app, model)
+        counts = self._selection.chosen
+        counts[key] = counts.get(key, 0) + 1
+
+    def shadow_compared(self, app: str, model: str, agreed: bool) -> None:
+        key = (app, model)
+        compared, agreements = self._selection.compared, self._selection.agreed
+        compared[key] = compared.get(key, 0) + 1
+        agreements[key] = agreements.get(key, 0) + agreed
+
+    def feedback(self, app: str, model: str, reward: float) -> None:
+        """One feedback turned into a reward for one model (off the query path)."""
+        key = (app, model)
+        sel = self._selection
+        sel.feedbacks[key] = sel.feedbacks.get(key, 0) + 1
+        sel.rewards[key] = sel.rewards.get(key, 0.0) + reward
+
+    def watch_selection(self, weights: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
+        """Report the policies' current weights (or probabilities) when scraped."""
+        self._selection.weights = weights
 
     def watch_queues(self, lengths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
         """Report queue lengths when scraped, so the query path never touches a gauge."""
@@ -167,3 +191,39 @@ class _QueueCollector(Collector):
         for model, version, length in self._lengths():
             family.add_metric([model, version], length)
         yield family
+
+
+class _SelectionCollector(Collector):
+    """Per app and model: how often a policy chose it, shadow agreement, feedback, reward, its weight.
+
+    Plain dicts of (app, model) -> number, written on the loop's thread and read when scraped.
+    """
+
+    def __init__(self) -> None:
+        self.chosen: dict[tuple[str, str], int] = {}
+        self.compared: dict[tuple[str, str], int] = {}
+        self.agreed: dict[tuple[str, str], int] = {}
+        self.feedbacks: dict[tuple[str, str], int] = {}
+        self.rewards: dict[tuple[str, str], float] = {}
+        self.weights: Callable[[], Iterable[tuple[str, str, float]]] = list
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["app", "model"]
+        families: list[tuple[str, str, dict[tuple[str, str], int] | dict[tuple[str, str], float]]] = [
+            ("clipper_selection_chosen", "Queries a policy sent to the model", self.chosen),
+            ("clipper_selection_shadow_compared", "Shadow answers compared to the primary's", self.compared),
+            ("clipper_selection_shadow_agreed", "Shadow answers equal to the primary's", self.agreed),
+            ("clipper_selection_feedback", "Feedback turned into a reward for the model", self.feedbacks),
+            ("clipper_selection_reward", "Sum of the model's rewards from feedback", self.rewards),
+        ]
+        for name, doc, values in families:
+            family = CounterMetricFamily(name, doc, labels=labels)
+            for (app, model), value in list(values.items()):
+                family.add_metric([app, model], value)
+            yield family
+        weight = GaugeMetricFamily(
+            "clipper_selection_weight", "The policy's weight (or probability) of the model", labels=labels
+        )
+        for app, model, value in self.weights():
+            weight.add_metric([app, model], value)
+        yield weight

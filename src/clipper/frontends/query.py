@@ -17,6 +17,7 @@ import uvloop
 from prometheus_client import CollectorRegistry
 
 from clipper.config.store import ConfigStore
+from clipper.frontends.feedback import FeedbackHandler
 from clipper.frontends.follower import ConfigFollower
 from clipper.frontends.http1 import FD_RESERVE_MIN, HttpServer, raise_fd_limit
 from clipper.frontends.metrics import QueryMetrics
@@ -121,6 +122,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
     )
     processor.transport = rpc
     metrics.watch_queues(processor.queue_lengths)
+    metrics.watch_selection(processor.selection_weights)
     follower = ConfigFollower(store, processor, rpc.set_frontends)
     app = QueryApp(
         processor,
@@ -128,6 +130,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         fid,
         max_inputs=settings.max_inputs_per_request or settings.queue_max_entries,
         query_token=reveal(settings.query_token),
+        feedback=FeedbackHandler(processor, store, metrics),
     )
     http = HttpServer(
         app,

@@ -18,10 +18,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clipper.errors import ClipperError, InvalidInput, Overloaded
 from clipper.frontends.errors import HTTP_ERRORS, error_body, lookup
+from clipper.frontends.feedback import FeedbackHandler
 from clipper.frontends.http1 import Respond, Response
 from clipper.frontends.metrics import QueryMetrics
 from clipper.frontends.metrics_json import clipper_metrics
-from clipper.query.answers import DefaultAnswer, PendingRequest, embed_json
+from clipper.query.answers import DefaultAnswer, Explained, PendingRequest, embed_json
 from clipper.query.fastjson import batch_length, parse_doubles
 from clipper.query.inputs import TooManyInputs, parse_request
 from clipper.query.processor import AppRoute, QueryProcessor
@@ -51,6 +52,11 @@ def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, int]:
                 b'{"query_id":%d,"output":%b,"default":true,"default_explanation":%b}'
                 % (qid, default_json, orjson.dumps(answer.explanation))
             )
+        elif isinstance(answer, Explained):
+            parts.append(
+                b'{"query_id":%d,"output":%b,"default":false,"explanation":%b}'
+                % (qid, embed_json(answer.output), orjson.dumps(answer.explanation))
+            )
         else:
             output = embed_json(answer or b"")  # every slot is set once the request is done
             parts.append(b'{"query_id":%d,"output":%b,"default":false}' % (qid, output))
@@ -70,9 +76,13 @@ class QueryApp:
         *,
         max_inputs: int,
         query_token: str | None = None,
+        feedback: FeedbackHandler | None = None,
     ) -> None:
-        """`max_inputs` bounds one request's batch; with `query_token`, all but /health need the token."""
+        """`max_inputs` bounds one request's batch; with `query_token`, all but /health need the token;
+        `feedback` takes `/update` (without one it answers 501)."""
         self.processor = processor
+        self.feedback = feedback
+        self._updates: set[asyncio.Task[None]] = set()
         self.metrics = metrics
         self.frontend_id = frontend_id
         self.max_inputs = max_inputs
@@ -107,9 +117,12 @@ class QueryApp:
             body = orjson.dumps({"status": state, "frontend_id": self.frontend_id})
             respond((200 if ok else 503, JSON_HEADERS, body))
         elif method == "POST" and len(parts) == 2 and parts[1] == "update":
-            respond(
-                (501, JSON_HEADERS, error_body("Not implemented", "feedback (/update) is not supported yet"))
-            )
+            if self.feedback is None:
+                respond((501, JSON_HEADERS, error_body("Not implemented", "this frontend takes no feedback")))
+            else:
+                task = asyncio.ensure_future(self.update(parts[0], body, respond))
+                self._updates.add(task)
+                task.add_done_callback(self._updates.discard)
         else:
             respond((404, JSON_HEADERS, error_body("Not found", f"No route for {method} {path}")))
 
@@ -128,12 +141,18 @@ class QueryApp:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout_s)
 
-    def parse(self, app_name: str, raw: bytes) -> tuple[AppRoute, list[bytes], bool, str | None]:
-        """The app's route, then the body's inputs (as container bytes), whether it is a batch, version."""
+    def parse(self, app_name: str, raw: bytes) -> tuple[AppRoute, list[bytes], bool, str | None, str | None]:
+        """The app's route, then the body's inputs (as container bytes), whether it is a batch, version, and
+        the `uid` (read for apps with a selection policy, which may keep a choice or a state per user)."""
         route = self.processor.route(app_name)
         if len(raw) > 3 * self.max_inputs:  # shorter bodies cannot hold more (`[],` or `"",` per input)
             self.refuse_huge_batch(raw, route.input_type)
-        parsed = parse_doubles(raw, self.max_inputs) if route.input_type is InputType.DOUBLES else None
+        uid = None
+        parsed = (
+            parse_doubles(raw, self.max_inputs)
+            if route.input_type is InputType.DOUBLES and route.selection is None
+            else None
+        )
         if parsed is None:
             try:
                 body = orjson.loads(raw)
@@ -142,7 +161,9 @@ class QueryApp:
             # Both `true` and `false` contain an "e", and one memchr over the body is far cheaper than a
             # check per element; a body with an "e" elsewhere (exponents, "version") just takes the check.
             parsed = parse_request(body, route.input_type, b"e" in raw, self.max_inputs)
-        return (route, *parsed)
+            if route.selection is not None and isinstance(body, dict):
+                uid = _uid(body.get("uid"))
+        return (route, *parsed, uid)
 
     def refuse_huge_batch(self, raw: bytes, input_type: InputType) -> None:
         """TooManyInputs for a batch over `max_inputs`, found without decoding the body into objects.
@@ -164,11 +185,21 @@ class QueryApp:
             return status, [*JSON_HEADERS, ("retry-after", "1")], error_body(name, str(error))
         return status, JSON_HEADERS, error_body(name, str(error))
 
+    async def update(self, app_name: str, raw: bytes, respond: Respond) -> None:
+        """Answer one feedback request once the policy's state is updated (or why it was not)."""
+        assert self.feedback is not None
+        try:
+            reply = await self.feedback.update(app_name, raw)
+        except ClipperError as e:
+            respond(self.error_response(app_name, e))
+            return
+        respond((200, JSON_HEADERS, orjson.dumps(reply)))
+
     def predict(self, app_name: str, raw: bytes, respond: Respond) -> None:
         """Answer one predict request; domain errors become Clipper-shaped JSON errors."""
         start = time.perf_counter()
         try:
-            route, inputs, batch, version = self.parse(app_name, raw)
+            route, inputs, batch, version, uid = self.parse(app_name, raw)
         except ClipperError as e:
             respond(self.error_response(app_name, e))
             return
@@ -183,10 +214,19 @@ class QueryApp:
 
         self.in_flight += 1
         try:
-            self.processor.submit(route, inputs, version, answer)
+            self.processor.submit(route, inputs, version, answer, uid)
         except ClipperError as e:
             self.in_flight -= 1
             respond(self.error_response(app_name, e))
+
+
+def _uid(value: object) -> str | None:
+    """A predict body's optional `uid` (an integer, as Clipper's, or a string) as text."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidInput("Type mismatch! JSON key uid expected type Integer (or String)")
+    return str(value)
 
 
 def _json_error(raw: bytes, error: orjson.JSONDecodeError) -> str:

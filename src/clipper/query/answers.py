@@ -24,11 +24,20 @@ class DefaultAnswer:
     explanation: str
 
 
+@dataclass(slots=True, frozen=True)
+class Explained:
+    """A model output that comes with a note, e.g. an ensemble that combined only the models in time."""
+
+    output: bytes
+    explanation: str
+
+
 NO_MODEL_ANSWER = DefaultAnswer(NO_MODEL)
 SLO_ANSWER = DefaultAnswer(SLO_MISSED)
 OVERLOAD_ANSWER = DefaultAnswer(OVERLOADED)
 
-Answer = bytes | DefaultAnswer
+Answer = bytes | DefaultAnswer | Explained
+Fallback = Callable[[], Answer]  # what an unanswered slot gets at the SLO instead of the default output
 
 
 class PendingRequest:
@@ -38,7 +47,7 @@ class PendingRequest:
     loop iteration that produced it, without a future and a scheduled callback per request.
     """
 
-    __slots__ = ("answers", "default_output", "first_query_id", "on_done", "remaining")
+    __slots__ = ("answers", "default_output", "fallbacks", "first_query_id", "on_done", "remaining")
 
     def __init__(
         self,
@@ -52,6 +61,7 @@ class PendingRequest:
         self.default_output = default_output
         self.first_query_id = first_query_id
         self.on_done = on_done
+        self.fallbacks: list[Fallback | None] | None = None  # per slot, set by selection policies
         if n == 0:
             self._complete()
 
@@ -69,12 +79,14 @@ class PendingRequest:
             self._complete()
 
     def expire(self) -> None:
-        """The SLO passed: every unanswered slot gets the default output."""
+        """The SLO passed: every unanswered slot gets its fallback's answer, or the default output."""
         if self.remaining == 0:
             return
+        fallbacks = self.fallbacks
         for i, answer in enumerate(self.answers):
             if answer is None:
-                self.answers[i] = SLO_ANSWER
+                fallback = fallbacks[i] if fallbacks is not None else None
+                self.answers[i] = fallback() if fallback is not None else SLO_ANSWER
         self.remaining = 0
         self._complete()
 

@@ -14,19 +14,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from functools import partial
+from typing import Any, Protocol
 
 from clipper.errors import InvalidInput, Overloaded, UnknownApp, UnknownVersion
 from clipper.query.answers import (
     NO_MODEL_ANSWER,
     OVERLOAD_ANSWER,
     SLO_ANSWER,
+    Answer,
     DefaultAnswer,
     PendingRequest,
     SloTimers,
 )
 from clipper.query.batching import AimdBatchSizer, DeadlineQueue
 from clipper.query.cache import PredictionCache
+from clipper.query.selecting import Ensemble, Selection, ShadowWatch, Waiter
 from clipper.rpc import codec
 from clipper.rpc.server import Replica, ReplicaGone, RpcListener
 from clipper.types import InputType
@@ -63,6 +66,10 @@ class MetricsSink(Protocol):
 
     def stray_answer(self, model: str, version: str) -> None: ...
 
+    def chosen(self, app: str, model: str) -> None: ...
+
+    def shadow_compared(self, app: str, model: str, agreed: bool) -> None: ...
+
 
 @dataclass(slots=True)
 class AppRoute:
@@ -74,6 +81,7 @@ class AppRoute:
     slo_ns: int
     model: str | None = None
     default_on_overload: bool = False
+    selection: Selection | None = None  # a multi-model policy; None: Clipper's one linked model
 
 
 @dataclass(slots=True, eq=False)
@@ -82,7 +90,7 @@ class Query:
 
     input: bytes
     deadline_ns: int
-    waiters: list[tuple[PendingRequest, int]]
+    waiters: list[tuple[Waiter, int]]
     retried: bool = False
 
 
@@ -152,11 +160,6 @@ class QueryProcessor(RpcListener):
     def remove_app(self, name: str) -> None:
         self.apps.pop(name, None)
 
-    def set_link(self, app: str, model: str | None) -> None:
-        route = self.apps.get(app)
-        if route is not None:
-            route.model = model
-
     def set_current_version(self, model: str, version: str | None) -> None:
         if version is None:
             self.current_versions.pop(model, None)
@@ -208,11 +211,15 @@ class QueryProcessor(RpcListener):
         inputs: list[bytes],
         version: str | None,
         on_done: Callable[[PendingRequest], None],
+        uid: str | None = None,
     ) -> None:
         """Start answering `inputs` for an app; `on_done` runs by the deadline at the latest, maybe at once.
 
         Raises InvalidInput, UnknownVersion or Overloaded (then `on_done` never runs).
         """
+        if route.selection is not None:
+            self._submit_selected(route, route.selection, inputs, version, on_done, uid)
+            return
         model = route.model
         if version is not None:
             if model is None:
@@ -237,31 +244,143 @@ class QueryProcessor(RpcListener):
             return
         now = self._clock()
         deadline = now + route.slo_ns
-        cache = self.cache
         for i, data in enumerate(inputs):
-            if cache.enabled:
-                hit = cache.get((state.name, state.version, data))
-                self._metrics.cache_lookup(state.name, state.version, hit is not None)
-                if hit is not None:
-                    request.resolve(i, hit)
-                    continue
-                shared = state.pending.get(data)
-                # A query past its own deadline may sit on a replica that never answers: a later request
-                # for the same input gets a query of its own (and takes the pending slot) instead.
-                if shared is not None and shared.deadline_ns >= now:
-                    shared.waiters.append((request, i))
-                    continue
-            query = Query(data, deadline, [(request, i)])
-            try:
-                state.queue.push(deadline, query)
-            except Overloaded:  # only apps that answer overload with the default get here (see above)
-                request.resolve(i, OVERLOAD_ANSWER)
-                continue
-            if cache.enabled:
-                state.pending[data] = query
+            self._enqueue(state, data, now, deadline, request, i)
         if request.remaining:
             self._timers.add(route.slo_ns, deadline, request)
             self._wake(state)
+
+    def _enqueue(
+        self, state: VersionState, data: bytes, now: int, deadline: int, waiter: Waiter, index: int
+    ) -> None:
+        """Answer from the cache, join an identical query in flight, or queue a new one."""
+        cache = self.cache
+        if cache.enabled:
+            hit = cache.get((state.name, state.version, data))
+            self._metrics.cache_lookup(state.name, state.version, hit is not None)
+            if hit is not None:
+                waiter.resolve(index, hit)
+                return
+            shared = state.pending.get(data)
+            # A query past its own deadline may sit on a replica that never answers: a later request
+            # for the same input gets a query of its own (and takes the pending slot) instead.
+            if shared is not None and shared.deadline_ns >= now:
+                shared.waiters.append((waiter, index))
+                return
+        query = Query(data, deadline, [(waiter, index)])
+        try:
+            state.queue.push(deadline, query)
+        except Overloaded:  # only apps that answer overload with the default get here (see submit)
+            waiter.resolve(index, OVERLOAD_ANSWER)
+            return
+        if cache.enabled:
+            state.pending[data] = query
+
+    def _serving(self, model: str) -> VersionState | None:
+        """The state of the model's current version, if it has replicas here."""
+        state = self.versions.get((model, self.current_versions.get(model, "")))
+        return state if state is not None and state.replicas else None
+
+    def _submit_selected(
+        self,
+        route: AppRoute,
+        sel: Selection,
+        inputs: list[bytes],
+        version: str | None,
+        on_done: Callable[[PendingRequest], None],
+        uid: str | None,
+    ) -> None:
+        """The policy plans each input (one model, one plus shadows, or an ensemble); all or nothing."""
+        if version is not None:
+            raise InvalidInput(
+                f"version '{version}' requested, but app '{route.name}' selects among "
+                f"{len(sel.models)} models ({sel.policy.name}); versions are pinned per model"
+            )
+        policy, models, rng = sel.policy, sel.models, sel.rng
+        state_of = sel.state_for(uid)
+        plans = [policy.plan(state_of, models, uid, rng) for _ in inputs]
+        if not route.default_on_overload:
+            wanted: dict[str, int] = {}
+            for plan in plans:
+                for model in (plan.answer_from, *plan.shadows, *plan.ensemble):
+                    if model is not None:
+                        wanted[model] = wanted.get(model, 0) + 1
+            for model, count in wanted.items():
+                vs = self._serving(model)
+                if vs is not None and len(vs.queue) + count > vs.queue.max_entries:
+                    raise Overloaded(f"queue of model {model} full ({vs.queue.max_entries} queries waiting)")
+        first_id = self._next_query_id
+        self._next_query_id += len(inputs)
+        request = PendingRequest(len(inputs), route.default_output, first_id, on_done)
+        now = self._clock()
+        deadline = now + route.slo_ns
+        woken: set[VersionState] = set()
+
+        def ask(model: str, data: bytes, waiter: Waiter, index: int) -> None:
+            vs = self._serving(model)
+            if vs is None:
+                waiter.resolve(index, NO_MODEL_ANSWER)
+                return
+            self._enqueue(vs, data, now, deadline, waiter, index)
+            woken.add(vs)
+
+        metrics, app = self._metrics, route.name
+        for i, (data, plan) in enumerate(zip(inputs, plans, strict=True)):
+            if plan.ensemble:
+                if request.fallbacks is None:
+                    request.fallbacks = [None] * len(inputs)
+                ensemble = Ensemble(plan.ensemble, partial(policy.combine, state_of, models), request, i)
+                request.fallbacks[i] = ensemble.partial
+                for j, model in enumerate(plan.ensemble):
+                    metrics.chosen(app, model)
+                    ask(model, data, ensemble, j)
+                continue
+            if plan.answer_from is None:
+                request.resolve(i, NO_MODEL_ANSWER)
+                continue
+            metrics.chosen(app, plan.answer_from)
+            sel.remember_choice(uid, data, plan.answer_from)
+            ask(plan.answer_from, data, request, i)
+            if plan.shadows:
+                watch = ShadowWatch(plan.shadows, lambda m, agreed: metrics.shadow_compared(app, m, agreed))
+                ask(plan.answer_from, data, watch, 0)
+                for j, model in enumerate(plan.shadows, 1):
+                    ask(model, data, watch, j)
+        if request.remaining:
+            self._timers.add(route.slo_ns, deadline, request)
+        for vs in woken:
+            self._wake(vs)
+
+    def ask(self, model: str, data: bytes, timeout_ns: int) -> asyncio.Future[Answer]:
+        """One input asked of a model's current version, off the client path (feedback); answered by
+        `timeout_ns` at the latest, with the default answer then."""
+        future: asyncio.Future[Answer] = self._loop.create_future()
+        waiter = _FutureWaiter(future)
+        vs = self._serving(model)
+        if vs is None:
+            future.set_result(NO_MODEL_ANSWER)
+            return future
+        now = self._clock()
+        self._enqueue(vs, data, now, now + timeout_ns, waiter, 0)
+        self._wake(vs)
+        self._loop.call_later(timeout_ns / 1e9, waiter.resolve, 0, SLO_ANSWER)
+        return future
+
+    def set_selection_state(self, app: str, uid: str, state: dict[str, Any] | None) -> None:
+        """A policy's state changed in the store (feedback here or on another frontend); None: forgotten."""
+        route = self.apps.get(app)
+        if route is not None and route.selection is not None:
+            route.selection.set_state(uid, state)
+
+    def selection_weights(self) -> list[tuple[str, str, float]]:
+        """(app, model, weight or probability) of every multi-model app's global state, for metrics."""
+        out = []
+        for route in self.apps.values():
+            sel = route.selection
+            if sel is not None:
+                for model, weight in sel.policy.weights(sel.state, sel.models).items():
+                    out.append((route.name, model, weight))
+        return out
 
     def _wake(self, state: VersionState) -> None:
         """Dispatch after this loop iteration has queued all it received: bigger batches, fewer sends.
@@ -387,7 +506,10 @@ class QueryProcessor(RpcListener):
 
     def missing_replicas(self, wanted: set[tuple[str, str]]) -> list[tuple[str, str]]:
         """Of `wanted` (model, version) pairs, those that serve a linked app here but have no replica here."""
-        serving = {(m, self.current_versions.get(m)) for m in {a.model for a in self.apps.values()} if m}
+        linked = {a.model for a in self.apps.values()} | {
+            m for a in self.apps.values() if a.selection is not None for m in a.selection.models
+        }
+        serving = {(m, self.current_versions.get(m)) for m in linked if m}
         return sorted(k for k in wanted & serving if not (k in self.versions and self.versions[k].replicas))
 
     def queue_lengths(self) -> list[tuple[str, str, int]]:
@@ -403,3 +525,16 @@ class QueryProcessor(RpcListener):
             for query in flight.batch:
                 self._finish(flight.state, query, SLO_ANSWER)
         self._in_flight.clear()
+
+
+class _FutureWaiter:
+    """Hands the first answer of a query to a future (feedback awaits a model's prediction)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: asyncio.Future[Answer]) -> None:
+        self._future = future
+
+    def resolve(self, index: int, answer: Answer) -> None:
+        if not self._future.done():
+            self._future.set_result(answer)
