@@ -148,9 +148,9 @@ class QueryApp:
         if len(raw) > 3 * self.max_inputs:  # shorter bodies cannot hold more (`[],` or `"",` per input)
             self.refuse_huge_batch(raw, route.input_type)
         uid = None
-        parsed = (
+        parsed = (  # a uid, which the fast path does not read, sends the body the general way
             parse_doubles(raw, self.max_inputs)
-            if route.input_type is InputType.DOUBLES and route.selection is None
+            if route.input_type is InputType.DOUBLES and (route.selection is None or b'"uid"' not in raw)
             else None
         )
         if parsed is None:

@@ -296,60 +296,66 @@ class QueryProcessor(RpcListener):
                 f"version '{version}' requested, but app '{route.name}' selects among "
                 f"{len(sel.models)} models ({sel.policy.name}); versions are pinned per model"
             )
-        policy, models, rng = sel.policy, sel.models, sel.rng
+        n = len(inputs)
+        if not route.default_on_overload:  # room for every input on every model it may go to
+            for linked in sel.models:
+                vs = self._serving(linked)
+                if vs is not None and len(vs.queue) + n * sel.fanout > vs.queue.max_entries:
+                    raise Overloaded(f"queue of model {linked} full ({vs.queue.max_entries} queries waiting)")
+        policy, models, rng, metrics, app = sel.policy, sel.models, sel.rng, self._metrics, route.name
         state_of = sel.state_for(uid)
-        plans = [policy.plan(state_of, models, uid, rng) for _ in inputs]
-        if not route.default_on_overload:
-            wanted: dict[str, int] = {}
-            for plan in plans:
-                for model in (plan.answer_from, *plan.shadows, *plan.ensemble):
-                    if model is not None:
-                        wanted[model] = wanted.get(model, 0) + 1
-            for model, count in wanted.items():
-                vs = self._serving(model)
-                if vs is not None and len(vs.queue) + count > vs.queue.max_entries:
-                    raise Overloaded(f"queue of model {model} full ({vs.queue.max_entries} queries waiting)")
         first_id = self._next_query_id
-        self._next_query_id += len(inputs)
-        request = PendingRequest(len(inputs), route.default_output, first_id, on_done)
+        self._next_query_id += n
+        request = PendingRequest(n, route.default_output, first_id, on_done)
         now = self._clock()
         deadline = now + route.slo_ns
         woken: set[VersionState] = set()
-
-        def ask(model: str, data: bytes, waiter: Waiter, index: int) -> None:
-            vs = self._serving(model)
-            if vs is None:
-                waiter.resolve(index, NO_MODEL_ANSWER)
-                return
-            self._enqueue(vs, data, now, deadline, waiter, index)
-            woken.add(vs)
-
-        metrics, app = self._metrics, route.name
-        for i, (data, plan) in enumerate(zip(inputs, plans, strict=True)):
+        for i, data in enumerate(inputs):
+            plan = policy.plan(state_of, models, uid, rng)
             if plan.ensemble:
                 if request.fallbacks is None:
-                    request.fallbacks = [None] * len(inputs)
+                    request.fallbacks = [None] * n
                 ensemble = Ensemble(plan.ensemble, partial(policy.combine, state_of, models), request, i)
                 request.fallbacks[i] = ensemble.partial
-                for j, model in enumerate(plan.ensemble):
-                    metrics.chosen(app, model)
-                    ask(model, data, ensemble, j)
+                for j, member in enumerate(plan.ensemble):
+                    metrics.chosen(app, member)
+                    self._ask_one(member, data, now, deadline, ensemble, j, woken)
                 continue
-            if plan.answer_from is None:
+            model = plan.answer_from
+            if model is None:
                 request.resolve(i, NO_MODEL_ANSWER)
                 continue
-            metrics.chosen(app, plan.answer_from)
-            sel.remember_choice(uid, data, plan.answer_from)
-            ask(plan.answer_from, data, request, i)
+            metrics.chosen(app, model)
+            if policy.takes_feedback:
+                sel.remember_choice(uid, data, model)
+            self._ask_one(model, data, now, deadline, request, i, woken)
             if plan.shadows:
-                watch = ShadowWatch(plan.shadows, lambda m, agreed: metrics.shadow_compared(app, m, agreed))
-                ask(plan.answer_from, data, watch, 0)
-                for j, model in enumerate(plan.shadows, 1):
-                    ask(model, data, watch, j)
+                watch = ShadowWatch(plan.shadows, partial(metrics.shadow_compared, app))
+                self._ask_one(model, data, now, deadline, watch, 0, woken)
+                for j, shadow in enumerate(plan.shadows, 1):
+                    self._ask_one(shadow, data, now, deadline, watch, j, woken)
         if request.remaining:
             self._timers.add(route.slo_ns, deadline, request)
         for vs in woken:
             self._wake(vs)
+
+    def _ask_one(
+        self,
+        model: str,
+        data: bytes,
+        now: int,
+        deadline: int,
+        waiter: Waiter,
+        index: int,
+        woken: set[VersionState],
+    ) -> None:
+        """One input to one model's current version, for a selection policy; no replica: no-model answer."""
+        vs = self._serving(model)
+        if vs is None:
+            waiter.resolve(index, NO_MODEL_ANSWER)
+            return
+        self._enqueue(vs, data, now, deadline, waiter, index)
+        woken.add(vs)
 
     def ask(self, model: str, data: bytes, timeout_ns: int) -> asyncio.Future[Answer]:
         """One input asked of a model's current version, off the client path (feedback); answered by

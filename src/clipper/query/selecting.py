@@ -37,6 +37,11 @@ class Selection:
     choices: OrderedDict[tuple[str, bytes], str] = field(default_factory=OrderedDict)
     rng: random.Random = field(default_factory=random.Random)
 
+    @property
+    def fanout(self) -> int:
+        """The most queries one input may become: every model for shadow and ensembles, else one."""
+        return len(self.models) if self.policy.name in ("shadow", "exp4") else 1
+
     def state_for(self, uid: str | None) -> dict[str, Any]:
         """The user's state when the policy keeps one per user and this frontend holds it, else the app's."""
         if uid is None or not self.policy.per_user:
