@@ -131,7 +131,7 @@ def test_exp3_learns_to_send_most_traffic_to_the_best_model(cluster: QueryCluste
         cluster.post("bandit", {"input": [float(k)]})
     after = chosen(cluster, "bandit")
     share = (after["m90"] - before["m90"]) / 500
-    assert share >= 0.8, (after - before)
+    assert share >= 0.8, after - before
 
 
 def test_exp4_is_as_accurate_as_the_best_model_and_answers_in_time_without_a_slow_one(cluster: QueryCluster):
