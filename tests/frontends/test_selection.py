@@ -182,3 +182,22 @@ def test_feedback_errors_are_clear(cluster: QueryCluster):
     policy_applied(cluster, "plain")
     bad = feedback(cluster.url, "plain", {"uid": 1, "input": [1.0], "label": [1]})
     assert bad.status_code == 400 and "label" in bad.json()["cause"]
+
+
+def test_per_user_exp3_learns_in_the_users_own_state(cluster: QueryCluster):
+    """With `per_user`, feedback carrying a uid moves that user's state (`<app>:<uid>:0`), not the app's."""
+    labellers(cluster, {"u50": 50, "u90": 90})
+    cluster.app("personal", model="u50")
+    select(cluster, "personal", ["u50", "u90"], "exp3", {"gamma": 0.1, "per_user": True})
+    policy_applied(cluster, "personal")
+    for k in range(20):
+        cluster.post("personal", {"input": [float(k)], "uid": 7})
+        assert feedback(cluster.url, "personal", {"uid": 7, "input": [float(k)], "label": true_label(k)}).ok
+
+    async def states(store: ConfigStore) -> None:
+        found["user"] = await store.get_selection_state("personal", "7")
+        found["app"] = await store.get_selection_state("personal", "0")
+
+    found: dict[str, Any] = {}
+    cluster._store(states)
+    assert found["user"] is not None and found["app"] is None
