@@ -162,6 +162,21 @@ def _run_script(path: Path) -> tuple[int, int]:
     return int(ok), 1
 
 
+def _remove_kept_volumes(home: Path) -> None:
+    """Clipper's tests stop clusters without `remove_state`, so our Docker manager keeps their Redis
+    volumes; this run's state goes with its temporary CLIPPER_HOME, so its volumes go too."""
+    import docker
+
+    from clipper.admin.managers.base import CLIPPER_DOCKER_LABEL
+    from clipper.admin.managers.docker import redis_volume_name
+
+    client = docker.from_env()
+    for volume in client.volumes.list(filters={"label": CLIPPER_DOCKER_LABEL}):
+        cluster = (volume.attrs.get("Labels") or {}).get(CLIPPER_DOCKER_LABEL, "")
+        if volume.name == redis_volume_name(cluster, (home / cluster).absolute()):
+            volume.remove(force=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -187,6 +202,8 @@ def main() -> int:
         print(f"== {name}: {p}/{t} passed", flush=True)
         passed, total = passed + p, total + t
     print(f"== {args.manager}: {passed}/{total} passed", flush=True)
+    if args.manager == "docker":
+        _remove_kept_volumes(work / "home" / "docker")
     shutil.rmtree(work, ignore_errors=True)
     return 0 if passed == total else 1
 

@@ -162,8 +162,7 @@ class DockerContainerManager(ContainerManager):
     def _volume(self) -> str:
         """The Redis volume, named after the cluster and this host's state directory of it, so a cluster of
         the same name kept under another CLIPPER_HOME is never resumed by mistake."""
-        home = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:8]
-        return f"{self.cluster_name}-redis-data-{home}"
+        return redis_volume_name(self.cluster_name, self.state_dir)
 
     @property
     def replicas_file(self) -> Path:
@@ -584,6 +583,11 @@ class DockerContainerManager(ContainerManager):
 
     def get_metric_addr(self) -> str:
         return f"{self.public_hostname}:{self.ports['metric']}"
+
+
+def redis_volume_name(cluster_name: str, state_dir: Path) -> str:
+    """`<cluster>-redis-data-<hash of the state directory>`: the Redis volume of that cluster kept there."""
+    return f"{cluster_name}-redis-data-{hashlib.sha256(str(state_dir).encode()).hexdigest()[:8]}"
 
 
 def replica_plan(containers: list[Container]) -> list[ReplicaSet]:
