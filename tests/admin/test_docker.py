@@ -59,12 +59,14 @@ def start(manager: DockerContainerManager, image: str) -> None:
     manager.start_clipper(image, image, image, 1024, 1, 5, 300)
 
 
-def leftovers(client: docker.DockerClient, cluster: str) -> list[object]:
+def leftovers(client: docker.DockerClient, cluster: str, state: bool = True) -> list[object]:
+    """The cluster's containers and networks, and its volumes unless `state` is False (stop_all keeps the
+    Redis volume: the cluster's state, which only `remove_state=True` deletes)."""
     label = {"label": f"{CLIPPER_DOCKER_LABEL}={cluster}"}
     return [
         *client.containers.list(all=True, filters=label),
         *client.networks.list(filters=label),
-        *client.volumes.list(filters=label),
+        *(client.volumes.list(filters=label) if state else []),
     ]
 
 
@@ -112,6 +114,8 @@ def test_two_clusters_coexist(
             runtime_image,
         )
     first.stop_all()
+    assert leftovers(docker_client, first.cluster_name, state=False) == []
+    first.stop_all(remove_state=True)
     assert leftovers(docker_client, first.cluster_name) == []
     running = docker_client.containers.list(
         filters={"label": f"{CLIPPER_DOCKER_LABEL}={second.cluster_name}"}
@@ -176,6 +180,8 @@ def test_clipper_flow_predict_scale_version_logs_stop(
     logs = conn.get_clipper_logs(str(tmp_path / "logs"))
     assert len(logs) == 5  # redis, two frontends, one replica of each version
     conn.stop_all()
+    assert leftovers(docker_client, manager.cluster_name, state=False) == []
+    conn.stop_all(remove_state=True)
     assert leftovers(docker_client, manager.cluster_name) == []
     for version in ("1", "2"):
         docker_client.images.remove(f"{manager.cluster_name}-ordinal:{version}", force=True)
@@ -229,6 +235,8 @@ def test_query_frontends_scale_out_and_in_and_containers_follow(
     assert model.status == "running" and model.attrs["RestartCount"] == 0  # never restarted
     assert [c.id for c in docker_client.containers.list(all=True, filters=shout_label)] == [model.id]
     conn.stop_all()
+    assert leftovers(docker_client, manager.cluster_name, state=False) == []
+    conn.stop_all(remove_state=True)
     assert leftovers(docker_client, manager.cluster_name) == []
     docker_client.images.remove(f"{manager.cluster_name}-shout:1", force=True)
 
@@ -253,6 +261,8 @@ def test_user_defined_bridge_network(
     answer = predict_until(url, {"input": "ab"}, lambda a: a.get("output") == "2nd", timeout_s=60)
     assert answer["output"] == "2nd", answer
     conn.stop_all()
+    assert leftovers(docker_client, manager.cluster_name, state=False) == []
+    conn.stop_all(remove_state=True)
     assert leftovers(docker_client, manager.cluster_name) == []
     docker_client.images.remove(f"{manager.cluster_name}-ordinal:1", force=True)
 
@@ -276,6 +286,8 @@ def test_clipper_0_4_quickstart_runs_unchanged_but_for_host_networking(
     answer = predict_until(url, {"input": [1.1, 2.2, 3.3]}, lambda a: a.get("default") is False, timeout_s=90)
     assert abs(float(answer["output"]) - 6.6) < 1e-9, answer
     clipper_conn.stop_all()
+    assert leftovers(docker_client, manager.cluster_name, state=False) == []
+    clipper_conn.stop_all(remove_state=True)
     assert leftovers(docker_client, manager.cluster_name) == []
     docker_client.images.remove(f"{manager.cluster_name}-simple-example:1", force=True)
 
