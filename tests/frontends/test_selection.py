@@ -165,11 +165,13 @@ def test_two_frontends_share_a_policy_state(two_frontends: tuple[QueryCluster, Q
     first.app("shared", model="s50")
     select(first, "shared", ["s50", "s90"], "exp3", {"gamma": 0.1})
     wait_until(lambda: weights(second.url, "shared").get("s90") is not None, what="the second frontend")
-    start = weights(second.url, "shared")["s90"]
+    start = weights(second.url, "shared")
     for k in range(50):
         first.post("shared", {"input": [float(k)]})
         _feedback_rounds(first.url, "shared", range(k, k + 1))
-    wait_until(lambda: weights(second.url, "shared")["s90"] > start, what="the state to reach the second")
+    learned = weights(first.url, "shared")
+    assert learned != start  # exp3 moved (which way depends on the arms it drew)
+    wait_until(lambda: weights(second.url, "shared") == learned, what="the learned state to reach the second")
 
 
 def test_feedback_errors_are_clear(cluster: QueryCluster):
