@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import struct
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from clipper.rpc.server import Replica, RpcListener, RpcServer
 from clipper.runtime.server import ModelContainer
 from clipper.settings import ContainerSettings
 from clipper.types import InputType
+from tests.runtime.conftest import threaded_containers
 
 WAIT_S = 5.0
 
@@ -134,21 +134,13 @@ def add_one(inputs: Any) -> list[str]:
 @pytest.fixture
 def start_container() -> Iterator[StartContainer]:
     """Run our runtime (ModelContainer) in threads against a port; stopped and joined at teardown."""
-    running: list[tuple[ModelContainer, threading.Thread]] = []
+    with threaded_containers() as run:
 
-    def start(port: int, model: str = "good", **settings: Any) -> ModelContainer:
-        values = {"model_name": model, "model_version": "1", "port": port, "heartbeat_interval_ms": 50}
-        container = ModelContainer(ContainerSettings(**{**values, **settings}), add_one)
-        thread = threading.Thread(target=container.run, name=f"container-{model}", daemon=True)
-        thread.start()
-        running.append((container, thread))
-        return container
+        def start(port: int, model: str = "good", **settings: Any) -> ModelContainer:
+            values = {"model_name": model, "model_version": "1", "port": port, "heartbeat_interval_ms": 50}
+            return run(ContainerSettings(**{**values, **settings}), add_one)
 
-    yield start
-    for container, thread in running:
-        container.stop()
-        thread.join(WAIT_S)
-        assert not thread.is_alive(), "ModelContainer.run() did not return after stop()"
+        yield start
 
 
 async def predict_once(server: RpcServer, listener: RecordingListener, replica: Replica, msg_id: int) -> None:

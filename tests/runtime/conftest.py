@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -106,14 +107,14 @@ def make_settings(frontend: RouterFrontend) -> Callable[..., ContainerSettings]:
 StartContainer = Callable[..., ModelContainer]
 
 
-@pytest.fixture
-def start_container(zmq_context: zmq.Context[Any]) -> Iterator[StartContainer]:
-    """Start ModelContainers in threads; each is stopped and joined at teardown."""
+@contextlib.contextmanager
+def threaded_containers() -> Iterator[StartContainer]:
+    """`start(settings, predict)` runs a ModelContainer in a thread; each is stopped and joined at the end."""
     running: list[tuple[ModelContainer, threading.Thread]] = []
 
     def start(settings: ContainerSettings, predict: Callable[[Any], Any]) -> ModelContainer:
         container = ModelContainer(settings, predict)
-        thread = threading.Thread(target=container.run, name="model-container", daemon=True)
+        thread = threading.Thread(target=container.run, name=f"container-{settings.model_name}", daemon=True)
         thread.start()
         running.append((container, thread))
         return container
@@ -123,3 +124,10 @@ def start_container(zmq_context: zmq.Context[Any]) -> Iterator[StartContainer]:
         container.stop()
         thread.join(WAIT_S)
         assert not thread.is_alive(), "ModelContainer.run() did not return after stop()"
+
+
+@pytest.fixture
+def start_container(zmq_context: zmq.Context[Any]) -> Iterator[StartContainer]:
+    """Start ModelContainers in threads; each is stopped and joined at teardown."""
+    with threaded_containers() as start:
+        yield start
