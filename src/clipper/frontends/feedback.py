@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
-
 from clipper.config.store import ConfigStore
 from clipper.errors import InvalidInput, Overloaded
 from clipper.frontends.metrics import QueryMetrics
 from clipper.query.answers import Explained
-from clipper.query.inputs import encode_input
+from clipper.query.inputs import encode_input, load_json, parse_uid
 from clipper.query.processor import QueryProcessor
 from clipper.query.selecting import GLOBAL_UID
 from clipper.selection import NoFeedback, reward
@@ -67,18 +65,15 @@ class FeedbackHandler:
 
 def _parse(raw: bytes, input_type: Any) -> tuple[str, bytes, float | str]:
     """(uid, the input as container bytes, label) of an update body; InvalidInput names the field."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise InvalidInput(f"Error parsing JSON: {e}") from e
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise InvalidInput("Request body must be a JSON object with uid, input and label")
     for key in ("uid", "input", "label"):
         if key not in body:
             raise InvalidInput(f"JSON object does not have required key: {key}")
-    uid, label = body["uid"], body["label"]
-    if isinstance(uid, bool) or not isinstance(uid, int | str):
-        raise InvalidInput("Type mismatch! JSON key uid expected type Integer (or String)")
+    uid, label = parse_uid(body["uid"]), body["label"]
     if isinstance(label, bool) or not isinstance(label, int | float | str):
         raise InvalidInput("Type mismatch! JSON key label expected type Number (or String)")
-    return str(uid), encode_input(body["input"], input_type, "input"), label
+    if uid is None:
+        raise InvalidInput("Type mismatch! JSON key uid expected type Integer (or String)")
+    return uid, encode_input(body["input"], input_type, "input"), label

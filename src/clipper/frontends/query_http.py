@@ -16,7 +16,7 @@ import time
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from clipper.errors import ClipperError, InvalidInput, Overloaded
+from clipper.errors import ClipperError, Overloaded
 from clipper.frontends.errors import HTTP_ERRORS, error_body, lookup
 from clipper.frontends.feedback import FeedbackHandler
 from clipper.frontends.http1 import Respond, Response
@@ -24,7 +24,7 @@ from clipper.frontends.metrics import QueryMetrics
 from clipper.frontends.metrics_json import clipper_metrics
 from clipper.query.answers import DefaultAnswer, Explained, PendingRequest, embed_json
 from clipper.query.fastjson import batch_length, parse_doubles
-from clipper.query.inputs import TooManyInputs, parse_request
+from clipper.query.inputs import TooManyInputs, load_json, parse_request, parse_uid
 from clipper.query.processor import AppRoute, QueryProcessor
 from clipper.types import InputType
 
@@ -154,15 +154,12 @@ class QueryApp:
             else None
         )
         if parsed is None:
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                raise InvalidInput(f"Error parsing JSON: {_json_error(raw, e)}") from e
+            body = load_json(raw)
             # Both `true` and `false` contain an "e", and one memchr over the body is far cheaper than a
             # check per element; a body with an "e" elsewhere (exponents, "version") just takes the check.
             parsed = parse_request(body, route.input_type, b"e" in raw, self.max_inputs)
             if route.selection is not None and isinstance(body, dict):
-                uid = _uid(body.get("uid"))
+                uid = parse_uid(body.get("uid"))
         return (route, *parsed, uid)
 
     def refuse_huge_batch(self, raw: bytes, input_type: InputType) -> None:
@@ -218,21 +215,3 @@ class QueryApp:
         except ClipperError as e:
             self.in_flight -= 1
             respond(self.error_response(app_name, e))
-
-
-def _uid(value: object) -> str | None:
-    """A predict body's optional `uid` (an integer, as Clipper's, or a string) as text."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InvalidInput("Type mismatch! JSON key uid expected type Integer (or String)")
-    return str(value)
-
-
-def _json_error(raw: bytes, error: orjson.JSONDecodeError) -> str:
-    """orjson's message, except for bytes that are not UTF-8, which it reports as 'surrogates not allowed'."""
-    try:
-        raw.decode()
-    except UnicodeDecodeError as e:
-        return f"the body is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
-    return str(error)

@@ -10,6 +10,8 @@ import base64
 from array import array
 from typing import Any
 
+import orjson
+
 from clipper.errors import InvalidInput
 from clipper.types import INT32_MAX, INT32_MIN, InputType
 
@@ -90,6 +92,30 @@ def encode_input(value: Any, input_type: InputType, field: str, may_hold_bools: 
         return base64.b64decode(value, validate=True)
     except ValueError as e:  # binascii.Error, or a character outside ASCII
         raise InvalidInput(f"{field} is not valid base64: {e}") from e
+
+
+def load_json(raw: bytes) -> Any:
+    """A request body's JSON, or InvalidInput saying why not (bytes that are not UTF-8 named as such, not
+    as orjson's 'surrogates not allowed')."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        try:
+            raw.decode()
+        except UnicodeDecodeError as bad:
+            cause = f"the body is not valid UTF-8 (byte 0x{raw[bad.start]:02x} at offset {bad.start})"
+        else:
+            cause = str(e)
+        raise InvalidInput(f"Error parsing JSON: {cause}") from e
+
+
+def parse_uid(value: object) -> str | None:
+    """A body's optional `uid` (an integer, as Clipper's, or a string) as text."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidInput("Type mismatch! JSON key uid expected type Integer (or String)")
+    return str(value)
 
 
 def parse_request(
