@@ -6,15 +6,18 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
+import httpx
 import pytest
 import redis
 import requests
 
 from clipper.config.store import ConfigStore
+from clipper.frontends.management import Management
+from clipper.frontends.management_http import build_management_app
 from clipper.schema import App, Model
 from tests.conftest import free_port, wait_until
 
@@ -149,3 +152,26 @@ def make_cluster(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Query
 @pytest.fixture
 def cluster(make_cluster: Callable[..., QueryCluster]) -> QueryCluster:
     return make_cluster()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[ConfigStore]:
+    """A second store on the same Redis, playing the query frontends (container records, learned state)."""
+    async with ConfigStore(redis_url) as s:
+        yield s
+
+
+@pytest.fixture
+async def management(redis_url: str) -> AsyncIterator[Management]:
+    m = Management(ConfigStore(redis_url))
+    await m.connect()
+    yield m
+    await m.close()
+
+
+@pytest.fixture
+async def client(management: Management) -> AsyncIterator[httpx.AsyncClient]:
+    """The management app in process (ASGI), on the real Redis."""
+    transport = httpx.ASGITransport(app=build_management_app(management))
+    async with httpx.AsyncClient(transport=transport, base_url="http://mgmt") as c:
+        yield c

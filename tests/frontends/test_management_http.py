@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +28,6 @@ from tests.conftest import free_port, wait_until
 
 SCHEMA_PREFIX = "Error parsing JSON: "
 BATCH_SIZE_ERROR = "The batch size must be positive or DEFAULT_BATCH_SIZE, which is -1"
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[ConfigStore]:
-    """A second store on the same Redis, playing the query frontends that write container records."""
-    async with ConfigStore(redis_url) as s:
-        yield s
-
-
-@pytest.fixture
-async def management(redis_url: str) -> AsyncIterator[Management]:
-    m = Management(ConfigStore(redis_url))
-    await m.connect()
-    yield m
-    await m.close()
-
-
-@pytest.fixture
-async def client(management: Management) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build_management_app(management))
-    async with httpx.AsyncClient(transport=transport, base_url="http://mgmt") as c:
-        yield c
 
 
 async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:

@@ -3,36 +3,15 @@ app under a multi-model policy, and Clipper's one-model rules kept while the pol
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from clipper.config.store import ConfigStore, Db
-from clipper.frontends.management import Management
-from clipper.frontends.management_http import build_management_app
 from clipper.selection import POLICIES, make_policy
 from tests.frontends.test_management_http import app_body, model_body, ok, post, rejected, snapshot
 
 DEFAULT = "DefaultOutputSelectionPolicy"
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[ConfigStore]:
-    """A second store on the same Redis, playing a query frontend that learns from feedback."""
-    async with ConfigStore(redis_url) as s:
-        yield s
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    management = Management(ConfigStore(redis_url))
-    await management.connect()
-    transport = httpx.ASGITransport(app=build_management_app(management))
-    async with httpx.AsyncClient(transport=transport, base_url="http://mgmt") as c:
-        yield c
-    await management.close()
 
 
 async def two_models(client: httpx.AsyncClient, policy: str = "exp3", **params: object) -> None:
