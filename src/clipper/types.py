@@ -1,4 +1,4 @@
-"""Clipper's input types: names, aliases and RPC v3 codes (reference §3, §4.2)."""
+"""Clipper's input types: names, aliases and RPC v3 codes (reference §3, §4.2), plus our `json` (code 5)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the range of Clipper's integers, o
 
 
 class InputType(enum.IntEnum):
-    """The five input types; the value is the RPC v3 data-type code."""
+    """Clipper's five input types and our `json`; the value is the RPC v3 data-type code."""
 
     BYTES = 0
     INTEGERS = 1
     FLOATS = 2
     DOUBLES = 3
     STRINGS = 4
+    JSON = 5  # ours: any JSON value per input, its UTF-8 JSON bytes on the wire
+
+    @property
+    def is_numeric(self) -> bool:
+        """Whether inputs are flat little-endian numbers, the types that may declare an `input_shape`."""
+        return self <= InputType.DOUBLES
 
     @property
     def wire_name(self) -> str:
@@ -29,7 +35,7 @@ class InputType(enum.IntEnum):
         found = _ALIASES.get(value)
         if found is None:
             raise InvalidInput(
-                f"Invalid input_type '{value}'. Use one of: bytes, integers, floats, doubles, strings"
+                f"Invalid input_type '{value}'. Use one of: bytes, integers, floats, doubles, strings, json"
             )
         return found
 
@@ -50,4 +56,5 @@ _ALIASES: dict[str, InputType] = {
     **dict.fromkeys(("floats", "float", "f"), InputType.FLOATS),
     **dict.fromkeys(("doubles", "double", "d"), InputType.DOUBLES),
     **dict.fromkeys(("strings", "string", "str", "strs", "s"), InputType.STRINGS),
+    **dict.fromkeys(("json", "j"), InputType.JSON),
 }
