@@ -82,7 +82,7 @@ class AppRoute:
     model: str | None = None
     default_on_overload: bool = False
     selection: Selection | None = None  # a multi-model policy; None: Clipper's one linked model
-    input_shape: tuple[int, ...] | None = None  # each input's declared shape (numeric types); None: any length
+    input_shape: tuple[int, ...] | None = None  # declared shape of each input (numeric types); None: any
 
 
 @dataclass(slots=True, eq=False)
