@@ -5,9 +5,11 @@ Names follow Prometheus conventions; the Clipper name each one replaces is in it
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from itertools import accumulate
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -17,10 +19,29 @@ _LATENCY_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+class ReplicaView(Protocol):
+    """What the metrics read of a connected replica (rpc.server.Replica)."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def model_version(self) -> str: ...
+
+    @property
+    def replica_id(self) -> int: ...
+
+    @property
+    def last_seen_ns(self) -> int: ...
+
+
 class QueryMetrics:
     """Implements query.processor.MetricsSink; label children are cached so the hot path does no lookup."""
 
-    def __init__(self, registry: CollectorRegistry, frontend_id: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, frontend_id: str, clock: Callable[[], int] = time.monotonic_ns
+    ) -> None:
+        """`clock`: the RPC server's, which stamps `last_seen_ns` on every message from a replica."""
         self.registry = registry
         labels = {"frontend": frontend_id}
         self._batch_size = Histogram(
@@ -58,6 +79,8 @@ class QueryMetrics:
         registry.register(_AppCollector(self._apps))
         self._selection = _SelectionCollector()
         registry.register(self._selection)
+        self._replicas: dict[ReplicaView, ReplicaStats] = {}
+        registry.register(_ReplicaCollector(self._replicas, clock))
         self._models: dict[tuple[str, str], tuple[Histogram, Histogram, Counter]] = {}
         self._cache_children: dict[tuple[str, str, bool], Counter] = {}
 
@@ -85,7 +108,8 @@ class QueryMetrics:
         stats.queries += n_queries
         stats.defaults += n_default
 
-    def batch_done(self, model: str, version: str, size: int, latency_s: float, failed: bool) -> None:
+    def batch_done(self, replica: ReplicaView, size: int, latency_s: float, failed: bool) -> None:
+        model, version = replica.model_name, replica.model_version
         batch, latency, predictions = self._model(model, version)
         batch.observe(size)
         latency.observe(latency_s)
@@ -93,6 +117,27 @@ class QueryMetrics:
             self._model_failures.labels(model, version).inc()
         else:
             predictions.inc(size)
+        stats = self._replicas.get(replica)
+        if stats is not None:
+            stats.latency_buckets[bisect_left(_LATENCY_BUCKETS_S, latency_s)] += 1
+            stats.latency_sum_s += latency_s
+            stats.size_buckets[bisect_left(_BATCH_BUCKETS, size)] += 1
+            stats.size_sum += size
+            if failed:
+                stats.failed += 1
+            else:
+                stats.answered += size
+
+    def replica_joined(self, replica: ReplicaView) -> None:
+        """A replica has its id: its series start (at zero) with the next scrape."""
+        self._replicas[replica] = ReplicaStats()
+
+    def replica_left(self, replica: ReplicaView, lost_batch: bool) -> None:
+        """A replica is gone: its series go (replicas churn; memory must not), a batch it held counts
+        as failed for its model."""
+        self._replicas.pop(replica, None)
+        if lost_batch:
+            self._model_failures.labels(replica.model_name, replica.model_version).inc()
 
     def cache_lookup(self, model: str, version: str, hit: bool) -> None:
         key = (model, version, hit)
@@ -147,6 +192,65 @@ class AppStats:
         self.rejected = 0
 
 
+class ReplicaStats:
+    """Per-replica numbers of the batches it answered: plain ints, like AppStats, exported when scraped."""
+
+    __slots__ = ("answered", "failed", "latency_buckets", "latency_sum_s", "size_buckets", "size_sum")
+
+    def __init__(self) -> None:
+        self.latency_buckets = [0] * (len(_LATENCY_BUCKETS_S) + 1)
+        self.latency_sum_s = 0.0
+        self.size_buckets = [0] * (len(_BATCH_BUCKETS) + 1)
+        self.size_sum = 0
+        self.answered = 0
+        self.failed = 0
+
+
+def _histogram(bounds: tuple[float, ...], buckets: list[int]) -> list[tuple[str, float]]:
+    """Prometheus's cumulative `le` buckets from per-bucket counts (the last one is +Inf)."""
+    names = [*(str(b) for b in bounds), "+Inf"]
+    return list(zip(names, accumulate(buckets), strict=True))
+
+
+class _ReplicaCollector(Collector):
+    """Per replica (`model`, `version`, `replica` = the id this frontend assigned): batches, failures,
+    answered queries and seconds since the replica was last heard from (any message, heartbeats too)."""
+
+    def __init__(self, replicas: dict[ReplicaView, ReplicaStats], clock: Callable[[], int]) -> None:
+        self._replicas = replicas
+        self._clock = clock
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["model", "version", "replica"]
+        latency = HistogramMetricFamily(
+            "clipper_replica_batch_latency_seconds", "Send-to-answer time of its batches", labels=labels
+        )
+        size = HistogramMetricFamily(
+            "clipper_replica_batch_size", "Queries per batch sent to a replica", labels=labels
+        )
+        answered = CounterMetricFamily(
+            "clipper_replica_predictions", "Queries a replica answered", labels=labels
+        )
+        failed = CounterMetricFamily(
+            "clipper_replica_failed_batches", "Batches a replica answered with an error", labels=labels
+        )
+        silent = GaugeMetricFamily(
+            "clipper_replica_last_heard_seconds",
+            "Seconds since the replica's last message (answer or heartbeat)",
+            labels=labels,
+        )
+        now = self._clock()
+        for replica, stats in list(self._replicas.items()):
+            key = [replica.model_name, replica.model_version, str(replica.replica_id)]
+            latency_buckets = _histogram(_LATENCY_BUCKETS_S, stats.latency_buckets)
+            latency.add_metric(key, latency_buckets, stats.latency_sum_s)
+            size.add_metric(key, _histogram(_BATCH_BUCKETS, stats.size_buckets), stats.size_sum)
+            answered.add_metric(key, stats.answered)
+            failed.add_metric(key, stats.failed)
+            silent.add_metric(key, max(0.0, (now - replica.last_seen_ns) / 1e9))
+        yield from (latency, size, answered, failed, silent)
+
+
 class _AppCollector(Collector):
     """Exports AppStats when scraped: the request path pays an increment, not prometheus_client's locks."""
 
@@ -171,9 +275,7 @@ class _AppCollector(Collector):
             labels=["app"],
         )
         for app, stats in list(self._apps.items()):
-            cumulative = list(accumulate(stats.buckets))
-            bounds = [*(str(b) for b in _LATENCY_BUCKETS_S), "+Inf"]
-            latency.add_metric([app], list(zip(bounds, cumulative, strict=True)), stats.latency_sum_s)
+            latency.add_metric([app], _histogram(_LATENCY_BUCKETS_S, stats.buckets), stats.latency_sum_s)
             queries.add_metric([app], stats.queries)
             defaults.add_metric([app], stats.defaults)
             rejected.add_metric([app], stats.rejected)

@@ -58,7 +58,11 @@ class MetricsSink(Protocol):
 
     def request_done(self, app: str, latency_s: float, n_queries: int, n_default: int) -> None: ...
 
-    def batch_done(self, model: str, version: str, size: int, latency_s: float, failed: bool) -> None: ...
+    def batch_done(self, replica: Replica, size: int, latency_s: float, failed: bool) -> None: ...
+
+    def replica_joined(self, replica: Replica) -> None: ...
+
+    def replica_left(self, replica: Replica, lost_batch: bool) -> None: ...
 
     def cache_lookup(self, model: str, version: str, hit: bool) -> None: ...
 
@@ -439,6 +443,7 @@ class QueryProcessor(RpcListener):
 
     async def replica_added(self, replica: Replica) -> None:
         replica.replica_id = await self._recorder.register(replica)
+        self._metrics.replica_joined(replica)
         state = self._state(replica.model_name, replica.model_version)
         state.replicas.append(replica)
         state.idle.append(replica)
@@ -446,6 +451,9 @@ class QueryProcessor(RpcListener):
 
     def replica_removed(self, replica: Replica) -> None:
         self._recorder.forget(replica)
+        msg_id = next((m for m, f in self._in_flight.items() if f.replica is replica), None)
+        flight = self._in_flight.pop(msg_id) if msg_id is not None else None
+        self._metrics.replica_left(replica, lost_batch=flight is not None)
         state = self.versions.get(replica.model_key)
         if state is None:
             return
@@ -453,8 +461,6 @@ class QueryProcessor(RpcListener):
             state.replicas.remove(replica)
         if replica in state.idle:
             state.idle.remove(replica)
-        msg_id = next((m for m, f in self._in_flight.items() if f.replica is replica), None)
-        flight = self._in_flight.pop(msg_id) if msg_id is not None else None
         now = self._clock()
         gone = DefaultAnswer(f"Model container {replica.model_name}:{replica.model_version} disconnected")
         if flight is not None:
@@ -507,7 +513,7 @@ class QueryProcessor(RpcListener):
             error = DefaultAnswer(f"Model {state.name}:{state.version} failed: {reason}")
             for query in batch:
                 self._finish(state, query, error)
-        self._metrics.batch_done(state.name, state.version, len(batch), (now - flight.sent_ns) / 1e9, failed)
+        self._metrics.batch_done(replica, len(batch), (now - flight.sent_ns) / 1e9, failed)
         if not model_behind:
             self._dispatch(state)
 
