@@ -11,7 +11,8 @@ from types import FrameType
 from pydantic import ValidationError
 
 from clipper.errors import ClipperError
-from clipper.runtime.closure import PredictFunction, import_function, load_closure
+from clipper.runtime.closure import PredictFunction, import_function
+from clipper.runtime.frameworks import load_model_function
 from clipper.runtime.server import ModelContainer
 from clipper.settings import ContainerSettings
 from clipper.types import InputType
@@ -22,10 +23,11 @@ _REQUIRED = ("model_name", "model_version")
 
 
 def load_predict_function(settings: ContainerSettings) -> PredictFunction:
-    """The function named by CLIPPER_PREDICT_MODULE if set, else the closure in CLIPPER_MODEL_PATH."""
+    """The function named by CLIPPER_PREDICT_MODULE if set, else the closure in CLIPPER_MODEL_PATH (bound to
+    its framework model, loaded once here, when it has one)."""
     if settings.predict_module:
         return import_function(settings.predict_module)
-    return load_closure(Path(settings.model_path))
+    return load_model_function(Path(settings.model_path))
 
 
 def _read_settings() -> ContainerSettings | None:

@@ -1,7 +1,8 @@
 """Save and load a predict function as `func.pkl` (cloudpickle) plus `metadata.json` with the versions used.
 
 Recording the Python and cloudpickle versions lets the container refuse a mismatched pickle with a clear
-message instead of an obscure unpickling error (reference §9 #6).
+message instead of an obscure unpickling error (reference §9 #6). A framework model also records its
+`format` and the exact `packages` that load it (clipper.runtime.frameworks).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clipper.errors import ClipperError
 
@@ -28,23 +30,35 @@ MODULES_DIR = "modules"
 PredictFunction = Callable[[Any], Any]
 
 
+class FrameworkRecord(BaseModel):
+    """How the runtime loads a framework model saved beside `func.pkl`, and the packages it needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    format: str = Field(min_length=1, description="The loader to use, e.g. `torchscript` or `onnx`.")
+    packages: dict[str, str] = Field(description="pip distribution name -> exact version the model needs.")
+
+
 def python_version() -> str:
     """This interpreter's `major.minor`, as metadata.json records it."""
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def versions_match(saved: dict[str, str], python: str, cloudpickle_version: str) -> bool:
+def versions_match(saved: dict[str, Any], python: str, cloudpickle_version: str) -> bool:
     """What unpickling a closure needs: the same Python `major.minor` and the same cloudpickle major."""
-    pickler = saved.get("cloudpickle", "")
-    return saved.get("python", "") == python and pickler.split(".")[0] == cloudpickle_version.split(".")[0]
+    python_saved, pickler = str(saved.get("python", "")), str(saved.get("cloudpickle", ""))
+    return python_saved == python and pickler.split(".")[0] == cloudpickle_version.split(".")[0]
 
 
-def save_closure(func: PredictFunction, directory: Path) -> Path:
-    """Pickle `func` (closure variables by value) into `directory`; return the path of `func.pkl`."""
+def save_closure(func: Callable[..., Any], directory: Path, framework: FrameworkRecord | None = None) -> Path:
+    """Pickle `func` (closure variables by value) into `directory`; return the path of `func.pkl`.
+
+    With `framework`, the runtime loads that model first and calls `func(model, inputs)`."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / FUNC_FILE
     path.write_bytes(cloudpickle.dumps(func))
-    metadata = {"python": python_version(), "cloudpickle": cloudpickle.__version__}
+    metadata: dict[str, Any] = {"python": python_version(), "cloudpickle": cloudpickle.__version__}
+    if framework is not None:
+        metadata |= framework.model_dump()
     (directory / METADATA_FILE).write_text(json.dumps(metadata))
     return path
 
@@ -83,8 +97,8 @@ def load_closure(directory: Path) -> PredictFunction:
     return func  # type: ignore[no-any-return]
 
 
-def read_metadata(directory: Path) -> dict[str, str] | None:
-    """The versions `save_closure` recorded in `directory`, or None for a closure saved without them."""
+def read_metadata(directory: Path) -> dict[str, Any] | None:
+    """What `save_closure` recorded in `directory`, or None for a closure saved without it."""
     path = directory / METADATA_FILE
     if not path.is_file():
         return None
@@ -92,10 +106,24 @@ def read_metadata(directory: Path) -> dict[str, str] | None:
         data = json.loads(path.read_text())
     except ValueError as e:
         raise ClipperError(f"{path} is not valid JSON ({e}); redeploy the model.") from e
-    return {str(k): str(v) for k, v in data.items()}
+    if not isinstance(data, dict):
+        raise ClipperError(f"{path} holds a JSON {type(data).__name__}, not an object; redeploy the model.")
+    return {str(k): v for k, v in data.items()}
 
 
-def _check_versions(saved: dict[str, str] | None, path: Path) -> None:
+def read_framework(directory: Path) -> FrameworkRecord | None:
+    """The framework model recorded in `directory`'s metadata, or None for a plain closure."""
+    saved = read_metadata(directory)
+    if saved is None or "format" not in saved:
+        return None
+    try:
+        return FrameworkRecord(format=saved["format"], packages=saved.get("packages", {}))
+    except ValidationError as e:
+        fields = ", ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ClipperError(f"{directory / METADATA_FILE} has a bad framework record: {fields}") from e
+
+
+def _check_versions(saved: dict[str, Any] | None, path: Path) -> None:
     if saved is None:
         return
     if not versions_match(saved, python_version(), cloudpickle.__version__):
@@ -108,7 +136,7 @@ def _check_versions(saved: dict[str, str] | None, path: Path) -> None:
         )
 
 
-def _versions_text(saved: dict[str, str] | None) -> str:
+def _versions_text(saved: dict[str, Any] | None) -> str:
     if saved is None:
         return "saved without version metadata"
     return f"Python {saved.get('python', '?')} with cloudpickle {saved.get('cloudpickle', '?')}"

@@ -7,36 +7,16 @@ lives in the cluster's state directory and replicas load it directly; with an im
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import logging
-import re
-import shutil
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from clipper.admin.connection import ClipperConnection
-from clipper.admin.exceptions import ClipperException
+from clipper.admin.deployers.framework import deploy_saved_model
 from clipper.runtime.closure import save_closure
 
 logger = logging.getLogger(__name__)
-
-
-def _package_module(requirement: str) -> str:
-    """The import name a pip requirement most likely provides (`scikit-learn>=1` -> `scikit_learn`)."""
-    name = re.split(r"[<>=!~\[;@ ]", requirement.strip(), maxsplit=1)[0]
-    return name.replace("-", "_").lower()
-
-
-def check_local_packages(pkgs_to_install: list[str] | None) -> None:
-    """Local replicas run in this interpreter's environment: refuse packages it cannot import."""
-    missing = [p for p in pkgs_to_install or [] if importlib.util.find_spec(_package_module(p)) is None]
-    if missing:
-        raise ClipperException(
-            f"LocalContainerManager does not install packages; {', '.join(missing)} cannot be imported here. "
-            f"Install them in this environment (pip install {' '.join(missing)}) and deploy again."
-        )
 
 
 def deploy_python_closure(
@@ -56,32 +36,19 @@ def deploy_python_closure(
 
     The version is checked first: an existing one is refused before its files or image are touched.
     """
-    version = str(version)
-    clipper_conn.check_new_version(name, version)
-    path = clipper_conn.cm.model_directory(name, version)
-    if path is not None:
-        try:
-            check_local_packages(pkgs_to_install)
-            save_closure(func, path)
-            clipper_conn.deploy_model(name, version, input_type, str(path), labels, num_replicas, batch_size)
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
-    else:
-        with tempfile.TemporaryDirectory(suffix="clipper") as tmp:
-            save_closure(func, Path(tmp))
-            clipper_conn.build_and_deploy_model(
-                name,
-                version,
-                input_type,
-                tmp,
-                base_image,
-                labels,
-                registry,
-                num_replicas,
-                batch_size,
-                pkgs_to_install,
-            )
+    deploy_saved_model(
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        functools.partial(save_closure, func),
+        base_image,
+        labels,
+        registry,
+        num_replicas,
+        batch_size,
+        pkgs_to_install,
+    )
     logger.info("Python closure saved and model %s:%s deployed", name, version)
 
 

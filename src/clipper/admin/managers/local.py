@@ -44,6 +44,7 @@ from clipper.admin.managers.secrets import (
 )
 from clipper.config.redis_server import start_redis, wait_for_redis
 from clipper.errors import ClusterError
+from clipper.runtime.frameworks import check_model_packages
 from clipper.settings import SECRETS_DIR_VARIABLE
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,10 @@ class LocalContainerManager(ContainerManager):
             mgmt_env = self._redis_env(info) | {
                 "CLIPPER_HTTP_HOST": HOST,
                 "CLIPPER_MANAGEMENT_PORT": str(info.management_port),
+                # Same user, same machine: it scales replicas through this manager (replica_control.py).
+                "CLIPPER_REPLICA_CONTROL": "local",
+                "CLIPPER_CLUSTER_NAME": self.cluster_name,
+                "CLIPPER_STATE_DIR": str(self.state_dir.resolve()),
             }
             started.append(
                 self.procs.spawn(
@@ -457,6 +462,8 @@ class LocalContainerManager(ContainerManager):
     def deploy_model(
         self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
     ) -> None:
+        if Path(image).is_dir():  # replicas run in this environment: refuse other framework versions now
+            check_model_packages(Path(image), [Path(image) / SITE_PACKAGES])
         self.set_num_replicas(name, version, input_type, image, num_replicas)
 
     def get_num_replicas(self, name: str, version: str) -> int:
