@@ -59,7 +59,9 @@ class Http1Baseline:
         self.kind = kind
         self.loop = asyncio.get_running_loop()
 
-    def handle(self, method: str, path: str, body: bytes, respond: Any, authorization: bytes | None) -> None:
+    def handle(
+        self, method: str, path: str, body: bytes, respond: Any, authorization: bytes | None, _: bytes | None
+    ) -> None:
         if self.kind == "http1-hello":
             respond((200, HEADERS, BODY))
         elif self.kind == "http1-read-await":

@@ -25,7 +25,13 @@ class App:
         self.authorization: bytes | None = None  # of the last request
 
     def handle(
-        self, method: str, path: str, body: bytes, respond: Respond, authorization: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        respond: Respond,
+        authorization: bytes | None = None,
+        inference_header: bytes | None = None,
     ) -> None:
         self.authorization = authorization
         if path == "/raise":

@@ -35,6 +35,16 @@ HTTP_ERRORS: dict[type[ClipperError], tuple[int, str]] = {
     ClipperError: (500, "Internal error"),
 }
 
+# Open Inference Protocol edge (`/v2`): the status of its `{"error": <message>}` body.
+OIP_ERRORS: dict[type[ClipperError], int] = {
+    TooManyInputs: 413,
+    InvalidInput: 400,
+    UnknownVersion: 404,
+    UnknownApp: 404,
+    Overloaded: 503,
+    ClipperError: 500,
+}
+
 # Management edge: Clipper answers every rejected /admin call with 400 and the message as plain text
 # (reference §3), and a Clipper 0.4 client only checks `status != 200`, so one status fits all.
 # One exception: a refusal to take away what serves gets 409, which a Clipper client also reads as an error.

@@ -61,11 +61,18 @@ class HttpApp(Protocol):
     """What the server calls for each request."""
 
     def handle(
-        self, method: str, path: str, body: bytes, respond: Respond, authorization: bytes | None
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        respond: Respond,
+        authorization: bytes | None,
+        inference_header: bytes | None,
     ) -> None:
         """Answer one request by calling `respond` exactly once, now or later.
 
-        `authorization` is the raw value of the request's Authorization header, if it had one.
+        `authorization` and `inference_header` are the raw values of the request's Authorization and
+        Inference-Header-Content-Length (the Open Inference Protocol's binary data) headers, if present.
         """
 
 
@@ -243,6 +250,7 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0  # of the head being read; 0 again once its headers are complete
         self._expect_continue = False
         self._authorization: bytes | None = None
+        self._inference_header: bytes | None = None
         self._framing: bytes | None = None  # the Content-Length value or _CHUNKED, to reframe an Upgrade
         self._refusal: tuple[int, str, str] | None = None  # answered once the parser returns
         self._write_paused = False
@@ -340,6 +348,8 @@ class _Connection(asyncio.Protocol):
             lines.append(b"expect: 100-continue")
         if self._authorization is not None:
             lines.append(b"authorization: " + self._authorization)
+        if self._inference_header is not None:
+            lines.append(b"inference-header-content-length: " + self._inference_header)
         self._parser = httptools.HttpRequestParser(self)
         self.data_received(b"\r\n".join(lines) + b"\r\n\r\n" + rest)
 
@@ -353,6 +363,7 @@ class _Connection(asyncio.Protocol):
         self._body_bytes = 0  # `_body` is empty: emptied when the last message completed, or refused
         self._expect_continue = False
         self._authorization = None
+        self._inference_header = None
         self._framing = None
 
     def on_url(self, url: bytes) -> None:
@@ -368,6 +379,8 @@ class _Connection(asyncio.Protocol):
                 self._refuse_body()
         elif size == 13 and name.lower() == b"authorization":
             self._authorization = value
+        elif size == 31 and name.lower() == b"inference-header-content-length":
+            self._inference_header = value
         elif size == 6 and name.lower() == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
         elif size == 17 and name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
@@ -415,7 +428,9 @@ class _Connection(asyncio.Protocol):
             url = b"/" + rest.partition(b"/")[2] if sep and b"/" not in scheme else url
         path = url.partition(b"?")[0].decode("latin-1")
         try:
-            self.server.app.handle(method, path, body, exchange.respond, self._authorization)
+            self.server.app.handle(
+                method, path, body, exchange.respond, self._authorization, self._inference_header
+            )
         except Exception:
             logger.exception("Unhandled error answering %s %s", method, path)
             exchange.respond((500, _JSON, error_body("Internal error", "see logs")))

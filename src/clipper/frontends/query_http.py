@@ -22,6 +22,7 @@ from clipper.frontends.feedback import FeedbackHandler
 from clipper.frontends.http1 import Respond, Response
 from clipper.frontends.metrics import QueryMetrics
 from clipper.frontends.metrics_json import clipper_metrics
+from clipper.frontends.oip import OipApp
 from clipper.query.answers import DefaultAnswer, Explained, PendingRequest, embed_json
 from clipper.query.fastjson import batch_length, parse_doubles
 from clipper.query.inputs import TooManyInputs, load_json, parse_request, parse_uid
@@ -37,6 +38,7 @@ UNAUTHORIZED: Response = (
     error_body("Unauthorized", "this frontend requires an Authorization: Bearer <token> header"),
 )
 _NUMERIC = (InputType.DOUBLES, InputType.FLOATS, InputType.INTEGERS)
+_OPEN_PATHS = frozenset(("/health", "/v2/health/live", "/v2/health/ready"))  # probes need no token
 
 
 def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, int]:
@@ -92,17 +94,27 @@ class QueryApp:
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._started = time.monotonic()  # meters in /metrics/json are mean rates since then
+        self.oip = OipApp(self)
 
     def handle(
-        self, method: str, path: str, body: bytes, respond: Respond, authorization: bytes | None
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        respond: Respond,
+        authorization: bytes | None,
+        inference_header: bytes | None = None,
     ) -> None:
         """Route one request (the `HttpApp` of `http1.HttpServer`); `respond` is called once."""
-        if self._token is not None and path != "/health" and not self.authorized(authorization):
+        if self._token is not None and path not in _OPEN_PATHS and not self.authorized(authorization):
             respond(UNAUTHORIZED)
             return
         parts = path.strip("/").split("/")
         if method == "POST" and len(parts) == 2 and parts[1] == "predict":
             self.predict(parts[0], body, respond)
+            return
+        if parts[0] == "v2":  # the Open Inference Protocol
+            self.oip.handle(method, parts, body, respond, inference_header)
             return
         if method == "HEAD":  # answered as GET; the server sends the headers only
             method = "GET"
@@ -125,6 +137,12 @@ class QueryApp:
                 task.add_done_callback(self._updates.discard)
         else:
             respond((404, JSON_HEADERS, error_body("Not found", f"No route for {method} {path}")))
+
+    def answered(self) -> None:
+        """One request counted in `in_flight` is answered (or refused); `drained` waits for none left."""
+        self.in_flight -= 1
+        if not self.in_flight:
+            self._idle.set()
 
     def authorized(self, authorization: bytes | None) -> bool:
         """Whether an Authorization header value carries this frontend's bearer token."""
@@ -202,9 +220,7 @@ class QueryApp:
             return
 
         def answer(request: PendingRequest) -> None:  # may run inside submit (cache hits, no model)
-            self.in_flight -= 1
-            if not self.in_flight:
-                self._idle.set()
+            self.answered()
             out, defaults = render_answers(request, batch)
             self.metrics.request_done(app_name, time.perf_counter() - start, len(request.answers), defaults)
             respond((200, JSON_HEADERS, out))
@@ -213,5 +229,5 @@ class QueryApp:
         try:
             self.processor.submit(route, inputs, version, answer, uid)
         except ClipperError as e:
-            self.in_flight -= 1
+            self.answered()
             respond(self.error_response(app_name, e))
