@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from clipper.errors import InvalidInput
 from clipper.types import INT32_MAX, INT32_MIN, InputType
@@ -65,6 +65,10 @@ _POLICY_HELP = (
     "shadow, exp3 or exp4 (several linked models)."
 )
 _PARAMS_HELP = "The policy's parameters as validated and normalised; {} for the default policy."
+_SHAPE_HELP = (
+    "Ours: the shape of each input (numeric types only), e.g. [28, 28]; inputs are nested lists of that "
+    "shape or flat lists of prod(shape) numbers; the model gets a (batch, *shape) array. None: any length."
+)
 
 
 class App(BaseModel):
@@ -78,6 +82,7 @@ class App(BaseModel):
     policy: str = Field(default=DEFAULT_POLICY, description=_POLICY_HELP)
     policy_params: dict[str, Any] = Field(default_factory=dict, description=_PARAMS_HELP)
     on_overload: OverloadPolicy = Field(default="reject", description=_ON_OVERLOAD_HELP)
+    input_shape: list[int] | None = Field(default=None, description=_SHAPE_HELP)
 
 
 class AppInfo(BaseModel):
@@ -91,6 +96,7 @@ class AppInfo(BaseModel):
     on_overload: OverloadPolicy = "reject"
     policy: str = Field(default=DEFAULT_POLICY, description=_POLICY_HELP)
     policy_params: dict[str, Any] = Field(default_factory=dict, description=_PARAMS_HELP)
+    input_shape: list[int] | None = Field(default=None, description=_SHAPE_HELP)
 
 
 class AppPolicy(BaseModel):
@@ -113,6 +119,7 @@ class Model(BaseModel):
     container_name: str = NO_CONTAINER
     model_data_path: str = "DEPRECATED"
     batch_size: int = Field(default=-1, description="Largest batch sent to a replica; -1 = adaptive.")
+    input_shape: list[int] | None = Field(default=None, description=_SHAPE_HELP)
 
     @property
     def model_id(self) -> str:
@@ -129,6 +136,7 @@ class ModelInfo(BaseModel):
     container_name: str
     model_data_path: str
     is_current_version: bool
+    input_shape: list[int] | None = Field(default=None, description=_SHAPE_HELP)
 
 
 class Container(BaseModel):
@@ -214,7 +222,7 @@ InputTypeName = Annotated[
     AfterValidator(_input_type),
     Field(
         json_schema_extra={"enum": list(InputType.spellings())},
-        description="bytes, integers, floats, doubles or strings (or a Clipper alias such as `d`).",
+        description="bytes, integers, floats, doubles, strings or json (ours), or a Clipper alias (`d`).",
     ),
 ]
 
@@ -238,6 +246,24 @@ BatchSize = Annotated[
 ]
 
 
+def _shape_fits_type(value: list[int] | None, info: ValidationInfo) -> list[int] | None:
+    """Only numeric types take a shape: strings and json inputs have no fixed number of items."""
+    input_type = info.data.get("input_type")  # absent if it failed its own check, which is reported
+    if value is not None and input_type is not None and not InputType.parse(input_type).is_numeric:
+        raise ValueError(
+            f"only numeric input types (bytes, integers, floats, doubles) take a shape, not {input_type}"
+        )
+    return value
+
+
+# Declared after input_type, whose validated value the check reads.
+InputShape = Annotated[
+    list[Annotated[int, Field(gt=0, le=INT32_MAX)]] | None,
+    Field(min_length=1, max_length=8, description=_SHAPE_HELP),
+    AfterValidator(_shape_fits_type),
+]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -252,6 +278,7 @@ class AddAppRequest(_Request):
         gt=0, le=INT32_MAX, description="End-to-end budget per query, in µs."
     )
     on_overload: OverloadPolicy = Field(default="reject", description=_ON_OVERLOAD_HELP)
+    input_shape: InputShape = None
 
 
 class AppNameRequest(_Request):
@@ -270,6 +297,7 @@ class AddModelRequest(_Request):
     container_name: str = Field(description=f"Image of the model's containers, or {NO_CONTAINER}.")
     model_data_path: str
     batch_size: BatchSize
+    input_shape: InputShape = None
 
 
 class ModelVersionRequest(_Request):

@@ -122,7 +122,7 @@ async def test_openapi_docs_list_every_endpoint(client: httpx.AsyncClient) -> No
         "ping", "add_app", "delete_app", "add_model", "delete_versioned_model", "set_model_version",
         "add_model_links", "delete_model_links", "get_all_applications", "get_application",
         "get_linked_models", "get_all_models", "get_model", "get_all_containers", "get_container",
-        "get_state", "set_app_policy", "get_app_policy",
+        "get_state", "set_app_policy", "get_app_policy", "cluster_view",
     }  # fmt: skip
     assert set(paths) == {f"/admin/{n}" for n in names}
     add_app = paths["/admin/add_app"]["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -205,6 +205,7 @@ async def test_add_app_then_get_application(client: httpx.AsyncClient) -> None:
         "on_overload": "reject",  # ours; Clipper's keys are all there
         "policy": "DefaultOutputSelectionPolicy",  # ours too
         "policy_params": {},
+        "input_shape": None,  # ours too
     }
     assert await rejected(client, "add_app", app_body()) == "application 'app' already exists"
 
@@ -253,7 +254,7 @@ async def test_add_app_rejects_bad_bodies(client: httpx.AsyncClient, body: Any, 
     assert text.startswith(SCHEMA_PREFIX + expected), text
     assert text.endswith('Expected JSON schema: {"name" := string, "input_type" := string, '
                          '"default_output" := string, "latency_slo_micros" := integer, '
-                         '"on_overload" := string}')  # fmt: skip
+                         '"on_overload" := string, "input_shape" := [integer] | null}')  # fmt: skip
     assert (await ok(client, "get_all_applications", {"verbose": False})).json() == []
 
 
@@ -326,6 +327,7 @@ async def test_add_model_becomes_current_and_get_model(client: httpx.AsyncClient
         "container_name": "img:1",
         "model_data_path": "DEPRECATED",
         "is_current_version": False,
+        "input_shape": None,  # ours
     }
     v2 = (await ok(client, "get_model", {"model_name": "m", "model_version": "2"})).json()
     assert v2["is_current_version"] and v2["labels"] == [""]  # Clipper's round trip of an empty list

@@ -169,6 +169,7 @@ class ConfigStore:
             policy=fields.get("policy", DEFAULT_POLICY),
             policy_params=orjson.loads(fields.get("policy_params", "{}")),
             on_overload=fields.get("on_overload", "reject"),
+            input_shape=_shape_from_field(fields.get("input_shape")),
         )
 
     async def list_app_names(self) -> list[str]:
@@ -186,6 +187,8 @@ class ConfigStore:
             fields["on_overload"] = app.on_overload
         if app.policy != DEFAULT_POLICY:  # ours too
             fields["policy_params"] = orjson.dumps(app.policy_params).decode()
+        if app.input_shape is not None:  # ours too
+            fields["input_shape"] = _shape_field(app.input_shape)
         state = orjson.dumps({"y_hat": app.default_output}).decode()
         flat = [x for kv in fields.items() for x in kv]
         await self._transaction(
@@ -297,6 +300,8 @@ class ConfigStore:
             "batch_size": str(model.batch_size),
             "valid": "",
         }
+        if model.input_shape is not None:  # ours; Clipper's tools ignore the extra field
+            fields["input_shape"] = _shape_field(model.input_shape)
         flat = [x for kv in fields.items() for x in kv]
         await self._transaction(
             [
@@ -450,7 +455,17 @@ def _model_from_fields(fields: dict[str, str]) -> Model:
         container_name=fields.get("container_name", ""),
         model_data_path=fields.get("model_data_path", ""),
         batch_size=int(fields.get("batch_size", "-1")),
+        input_shape=_shape_from_field(fields.get("input_shape")),
     )
+
+
+def _shape_field(shape: list[int]) -> str:
+    """A declared input shape as its hash field, comma-separated as `CLIPPER_INPUT_SHAPE` spells it."""
+    return ",".join(map(str, shape))
+
+
+def _shape_from_field(value: str | None) -> list[int] | None:
+    return [int(n) for n in value.split(",")] if value else None
 
 
 def _container_from_fields(fields: dict[str, str]) -> Container:

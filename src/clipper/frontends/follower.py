@@ -169,6 +169,7 @@ class ConfigFollower:
                 model=links[0] if links and selection is None else None,
                 default_on_overload=app.on_overload == "default",
                 selection=selection,
+                input_shape=tuple(app.input_shape) if app.input_shape is not None else None,
             )
         )
 

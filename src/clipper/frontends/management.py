@@ -160,7 +160,7 @@ class Management:
                 raise ConfigConflict(
                     f"model with name '{req.model_name}' and version '{req.model_version}' already exists"
                 )
-            await self._check_linked_apps(req.model_name, req.input_type)
+            await self._check_linked_apps(req.model_name, req.input_type, req.input_shape)
             await self._store.add_model(Model(**req.model_dump()))
         logger.info("Added model %s:%s (%s)", req.model_name, req.model_version, req.input_type)
 
@@ -193,7 +193,7 @@ class Management:
                 raise ConfigConflict(
                     f"Cannot set non-existent version '{version}' for model with name '{name}'"
                 )
-            await self._check_linked_apps(name, model.input_type)
+            await self._check_linked_apps(name, model.input_type, model.input_shape)
             await self._store.set_current_version(name, version)
         logger.info("Set model %s to version %s", name, version)
 
@@ -210,8 +210,10 @@ class Management:
             return None
         return _model_info(model, await self._store.get_current_version(name))
 
-    async def _check_linked_apps(self, model_name: str, input_type: str) -> None:
-        """A model's versions must keep the input type of every app it is linked to."""
+    async def _check_linked_apps(
+        self, model_name: str, input_type: str, input_shape: list[int] | None
+    ) -> None:
+        """A model's versions must keep the input type and shape of every app it is linked to."""
         for app_name in await self._store.apps_linked_to(model_name):
             app = await self._store.get_app(app_name)
             if app is not None and app.input_type != input_type:
@@ -225,6 +227,12 @@ class Management:
 
     async def add_links(self, app_name: str, model_names: list[str]) -> str:
         """Link the app to its one model; returns the linked model's name."""
+            if app is not None and app.input_shape != input_shape:
+                raise ConfigConflict(
+                    f"Model with name '{model_name}' is already linked to app '{app_name}' using input_shape "
+                    f"{app.input_shape}. The input_shape of this version of the model, {input_shape}, "
+                    "is not compatible."
+                )
         async with self._write_lock:
             app = await self._store.get_app(app_name)
             if app is None:
@@ -244,6 +252,11 @@ class Management:
                     "Please provide the name of the model that you want to link to the application "
                     f"'{app_name}'"
                 )
+                if model.input_shape != app.input_shape:
+                    raise ConfigConflict(
+                        f"Model with name '{name}' has incompatible input_shape {model.input_shape}. "
+                        f"Requested app to link to has input_shape {app.input_shape}."
+                    )
             if len(model_names) > 1:
                 attempted = f"Attempted to add links to {len(model_names)} models."
                 raise InvalidInput(

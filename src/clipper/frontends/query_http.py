@@ -25,7 +25,7 @@ from clipper.frontends.metrics_json import clipper_metrics
 from clipper.frontends.oip import OipApp
 from clipper.query.answers import DefaultAnswer, Explained, PendingRequest, embed_json
 from clipper.query.fastjson import batch_length, parse_doubles
-from clipper.query.inputs import TooManyInputs, load_json, parse_request, parse_uid
+from clipper.query.inputs import TooManyInputs, check_lengths, load_json, parse_request, parse_uid
 from clipper.query.processor import AppRoute, QueryProcessor
 from clipper.types import InputType
 
@@ -171,11 +171,13 @@ class QueryApp:
             if route.input_type is InputType.DOUBLES and (route.selection is None or b'"uid"' not in raw)
             else None
         )
+        if parsed is not None and route.input_shape is not None:  # the fast path reads flat inputs only
+            check_lengths(parsed[0], parsed[1], route.input_type, route.input_shape)
         if parsed is None:
             body = load_json(raw)
             # Both `true` and `false` contain an "e", and one memchr over the body is far cheaper than a
             # check per element; a body with an "e" elsewhere (exponents, "version") just takes the check.
-            parsed = parse_request(body, route.input_type, b"e" in raw, self.max_inputs)
+            parsed = parse_request(body, route.input_type, b"e" in raw, self.max_inputs, route.input_shape)
             if route.selection is not None and isinstance(body, dict):
                 uid = parse_uid(body.get("uid"))
         return (route, *parsed, uid)
@@ -183,10 +185,14 @@ class QueryApp:
     def refuse_huge_batch(self, raw: bytes, input_type: InputType) -> None:
         """TooManyInputs for a batch over `max_inputs`, found without decoding the body into objects.
 
-        Each numeric input opens one `[` and each string input has two quotes, so counting those bytes
-        bounds the batch at memchr speed; only a body over the bound is counted exactly (by simdjson).
+        Each numeric input opens one `[`, each string input has two quotes and each `json` input but the
+        first follows a comma, so counting those bytes bounds the batch at memchr speed; only a body over
+        the bound is counted exactly (by simdjson).
         """
-        bound = raw.count(b"[") if input_type in _NUMERIC else raw.count(b'"') // 2
+        if input_type is InputType.JSON:
+            bound = raw.count(b",") + 1
+        else:
+            bound = raw.count(b"[") if input_type in _NUMERIC else raw.count(b'"') // 2
         if bound > self.max_inputs:
             count = batch_length(raw)
             if count is not None and count > self.max_inputs:

@@ -1,12 +1,14 @@
 """Turn a predict request's JSON into raw input bytes per Clipper input type (reference §2.3).
 
 Improvements over Clipper: any JSON number is accepted for `floats`/`doubles` (§9 #14), booleans are not
-numbers, and bad base64 is an error instead of garbage.
+numbers, and bad base64 is an error instead of garbage. Ours: `json` inputs (any JSON value, re-serialised)
+and declared shapes: a shaped app takes nested lists of that shape or a flat list of prod(shape) numbers.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 from array import array
 from typing import Any
 
@@ -45,14 +47,70 @@ def _json_type(value: object) -> str:
     return "Number"
 
 
-def encode_input(value: Any, input_type: InputType, field: str, may_hold_bools: bool = True) -> bytes:
-    """One input as the bytes a container receives; InvalidInput names the field and the problem."""
+def shape_text(shape: tuple[int, ...]) -> str:
+    """A shape as the API spells it, `[2, 3]`."""
+    return f"[{', '.join(map(str, shape))}]"
+
+
+def _found_shape(value: Any) -> str:
+    """The shape of nested lists as the API spells it, or `ragged` where sibling lists differ."""
+    if not isinstance(value, list):
+        return "[]"
+    inner = {_found_shape(v) for v in value}
+    if len(inner) > 1:
+        return "ragged"
+    below = inner.pop() if inner else "[]"
+    return below if below == "ragged" else f"[{len(value)}{', ' + below[1:] if below != '[]' else ']'}"
+
+
+def _collect(value: Any, shape: tuple[int, ...], out: list[Any]) -> bool:
+    """Append the numbers of `value`, nested as `shape`, to `out`; False if the nesting differs."""
+    if not isinstance(value, list) or len(value) != shape[0]:
+        return False
+    if len(shape) == 1:
+        out.extend(value)
+        return not any(isinstance(v, list) for v in value)
+    return all(_collect(v, shape[1:], out) for v in value)
+
+
+def _flatten(value: list[Any], shape: tuple[int, ...], field: str) -> list[Any]:
+    """A flat list of the numbers in `value`, which is flat (prod(shape) numbers) or nested as `shape`."""
+    size = math.prod(shape)
+    flat: list[Any] = []
+    if not any(isinstance(v, list) for v in value):
+        if len(value) == size:
+            return value
+    elif _collect(value, shape, flat):
+        return flat
+    found = _found_shape(value)
+    found = "ragged nested lists" if found == "ragged" else f"shape {found}"
+    raise InvalidInput(
+        f"{field} has {found} but the app's input_shape is {shape_text(shape)}"
+        f" (send nested lists of that shape or a flat list of {size} numbers)"
+    )
+
+
+def encode_input(
+    value: Any,
+    input_type: InputType,
+    field: str,
+    may_hold_bools: bool = True,
+    shape: tuple[int, ...] | None = None,
+) -> bytes:
+    """One input as the bytes a container receives; InvalidInput names the field and the problem.
+
+    With `shape` (numeric types only), the input must hold exactly prod(shape) numbers, nested or flat.
+    """
+    if input_type is InputType.JSON:
+        return orjson.dumps(value)
     code = _ARRAY_CODES.get(input_type)
     if code is not None:
         if not isinstance(value, list):
             raise InvalidInput(
                 f"Type mismatch! JSON key {field} expected type Array but found type {_json_type(value)}"
             )
+        if shape is not None:
+            value = _flatten(value, shape, field)
         if may_hold_bools and any(type(v) is bool for v in value):
             raise InvalidInput(
                 f"Array input of type Boolean is not of type {input_type.wire_name} in {field}"
@@ -89,9 +147,15 @@ def encode_input(value: Any, input_type: InputType, field: str, may_hold_bools: 
     if input_type is InputType.STRINGS:
         return value.encode()
     try:
-        return base64.b64decode(value, validate=True)
+        raw = base64.b64decode(value, validate=True)
     except ValueError as e:  # binascii.Error, or a character outside ASCII
         raise InvalidInput(f"{field} is not valid base64: {e}") from e
+    if shape is not None and len(raw) != math.prod(shape):
+        raise InvalidInput(
+            f"{field} has {len(raw)} bytes but the app's input_shape {shape_text(shape)}"
+            f" needs {math.prod(shape)}"
+        )
+    return raw
 
 
 def load_json(raw: bytes) -> Any:
@@ -118,10 +182,30 @@ def parse_uid(value: object) -> str | None:
     return str(value)
 
 
+def check_lengths(inputs: list[bytes], is_batch: bool, input_type: InputType, shape: tuple[int, ...]) -> None:
+    """InvalidInput naming the first flat numeric input whose length does not fill `shape`.
+
+    For inputs already encoded elsewhere (the `doubles` fast path), which cannot carry nesting.
+    """
+    size = math.prod(shape)
+    itemsize = 1 if input_type is InputType.BYTES else 4 if input_type is not InputType.DOUBLES else 8
+    for i, raw in enumerate(inputs):
+        if len(raw) != size * itemsize:
+            field = f"input_batch[{i}]" if is_batch else "input"
+            raise InvalidInput(
+                f"{field} has shape [{len(raw) // itemsize}] but the app's input_shape is {shape_text(shape)}"
+                f" (send nested lists of that shape or a flat list of {size} numbers)"
+            )
+
+
 def parse_request(
-    body: Any, input_type: InputType, may_hold_bools: bool = True, max_inputs: int | None = None
+    body: Any,
+    input_type: InputType,
+    may_hold_bools: bool = True,
+    max_inputs: int | None = None,
+    shape: tuple[int, ...] | None = None,
 ) -> tuple[list[bytes], bool, str | None]:
-    """(inputs, is_batch, requested version) from a decoded predict body.
+    """(inputs, is_batch, requested version) from a decoded predict body; `shape` is the app's input_shape.
 
     A batch longer than `max_inputs` raises TooManyInputs before any input is converted.
     `may_hold_bools=False` (the raw body has no `true`/`false`) skips the per-element boolean check,
@@ -135,7 +219,7 @@ def parse_request(
             f"Type mismatch! JSON key version expected type String but found type {_json_type(version)}"
         )
     if "input" in body:
-        return [encode_input(body["input"], input_type, "input", may_hold_bools)], False, version
+        return [encode_input(body["input"], input_type, "input", may_hold_bools, shape)], False, version
     if "input_batch" in body:
         batch = body["input_batch"]
         if not isinstance(batch, list):
@@ -145,7 +229,8 @@ def parse_request(
         if max_inputs is not None and len(batch) > max_inputs:
             raise TooManyInputs(len(batch), max_inputs)
         inputs = [
-            encode_input(v, input_type, f"input_batch[{i}]", may_hold_bools) for i, v in enumerate(batch)
+            encode_input(v, input_type, f"input_batch[{i}]", may_hold_bools, shape)
+            for i, v in enumerate(batch)
         ]
         return inputs, True, version
     raise InvalidInput("JSON object does not have required keys input or input_batch")
