@@ -1,4 +1,4 @@
-"""`json` inputs and declared input shapes at the query edge: what a container receives, and what is refused."""
+"""`json` inputs and declared input shapes at the query edge: what a container gets, and what is refused."""
 
 import base64
 import struct
