@@ -44,3 +44,8 @@ class InUse(ConfigConflict):
 
 class ClusterError(ClipperError):
     """Starting, finding or stopping the processes or containers of a cluster failed."""
+
+
+class CannotManageReplicas(ClusterError):
+    """This management frontend was started without a way to act on the cluster's containers; the message
+    says how to enable it."""

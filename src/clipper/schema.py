@@ -384,3 +384,48 @@ class SetAppPolicyRequest(_Request):
         description="The policy's parameters: `weights` {model: share} for split, `primary` for shadow, "
         "`gamma` and `per_user` for exp3, `eta`, `confidence`, `tolerance` and `per_user` for exp4.",
     )
+
+
+# --- replica management (ours): scale, list and read the logs of a model version's replicas -----------
+
+MAX_LOG_LINES = 1000  # per replica and request: the dashboard shows a screenful, not the whole file
+
+
+class SetNumReplicasRequest(_Request):
+    """`set_num_replicas` (ours): start or stop replicas of a registered version until this many run."""
+
+    model_name: str
+    model_version: str
+    num_replicas: int = Field(
+        ge=0, description="Replicas wanted; at most the frontend's `max_replicas` (default 32)."
+    )
+
+
+class ReplicasQuery(_Request):
+    """`get_replicas` (ours): query parameters naming one model version."""
+
+    model_config = ConfigDict(strict=False)  # query values are strings: "5" is the int 5
+    model_name: str
+    model_version: str
+
+
+class ModelLogsQuery(ReplicasQuery):
+    """`get_model_logs` (ours): the version, and how many of each replica's last lines."""
+
+    lines: int = Field(default=100, ge=1, le=MAX_LOG_LINES, description="Last lines of each replica's log.")
+
+
+class ReplicaInfo(BaseModel):
+    """One running replica as its manager sees it: a local process, a Docker container or a pod."""
+
+    replica: str = Field(description="pid, container id or pod name.")
+    kind: Literal["process", "container", "pod"]
+    started_at: float | None = Field(description="Start time, seconds since the epoch (wall clock).")
+    uptime_s: float | None
+    state: str = Field(description="running, or the manager's word: restarting, Pending, exited...")
+
+
+class ModelLogs(BaseModel):
+    """`get_model_logs` reply: each replica's last lines, prefixed with `[<replica>] `."""
+
+    lines: list[str]

@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -149,6 +150,15 @@ class ManagementFrontendSettings(ClipperSettings):
 
 
 class AdminClientSettings(ClipperSettings):
+    # How this frontend acts on the cluster's replicas (set_num_replicas, get_replicas, get_model_logs);
+    # each manager sets these for the management frontend it starts. "none": those calls answer 501.
+    replica_control: Literal["none", "local", "docker", "kubernetes"] = "none"
+    cluster_name: str = "default-cluster"
+    state_dir: Path | None = Field(
+        default=None, description="local: the cluster's state directory; docker: the host's, mounted as is."
+    )
+    namespace: str = Field(default="default", description="kubernetes: the cluster's namespace.")
+    max_replicas: int = Field(default=32, ge=1, description="Most replicas set_num_replicas may ask for.")
     """Tokens an admin client sends to a cluster its manager cannot read them from (a remote one)."""
 
     model_config = SettingsConfigDict(env_prefix="CLIPPER_", frozen=True)

@@ -10,6 +10,7 @@ from typing import TypeVar
 import orjson
 
 from clipper.errors import (
+    CannotManageReplicas,
     ClipperError,
     ClusterError,
     ConfigConflict,
@@ -48,7 +49,11 @@ OIP_ERRORS: dict[type[ClipperError], int] = {
 # Management edge: Clipper answers every rejected /admin call with 400 and the message as plain text
 # (reference §3), and a Clipper 0.4 client only checks `status != 200`, so one status fits all.
 # One exception: a refusal to take away what serves gets 409, which a Clipper client also reads as an error.
-MANAGEMENT_ERRORS: dict[type[ClipperError], int] = {InUse: 409, ClipperError: 400}
+MANAGEMENT_ERRORS: dict[type[ClipperError], int] = {
+    InUse: 409,
+    CannotManageReplicas: 501,
+    ClipperError: 400,
+}
 
 
 V = TypeVar("V")

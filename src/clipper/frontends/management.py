@@ -16,6 +16,13 @@ import uvicorn
 import uvloop
 from redis.exceptions import RedisError
 
+from clipper.admin.replica_control import (
+    ENABLE_HINT,
+    NOT_STARTED,
+    ReplicaControl,
+    Unavailable,
+    replica_control,
+)
 from clipper.config.store import ConfigStore, Db
 from clipper.errors import ConfigConflict, InUse, InvalidInput
 from clipper.frontends.management_http import build_management_app
@@ -42,8 +49,13 @@ logger = logging.getLogger(__name__)
 class Management:
     """Clipper's management operations; one instance per management frontend process."""
 
-    def __init__(self, store: ConfigStore) -> None:
+    def __init__(
+        self, store: ConfigStore, replica_control: ReplicaControl | None = None, max_replicas: int = 32
+    ) -> None:
+        """`replica_control`: how set_num_replicas and friends act on the cluster (none: they answer 501)."""
         self._store = store
+        self.replica_control = replica_control or Unavailable(NOT_STARTED + ENABLE_HINT["none"])
+        self.max_replicas = max_replicas
         self._ready = False
         # One writer process: serialising check-then-write here makes every validation hold at write time.
         self._write_lock = asyncio.Lock()
@@ -349,7 +361,8 @@ def _container_info(container: Container) -> ContainerInfo:
 
 async def run_management_frontend(settings: ManagementFrontendSettings) -> None:
     """Serve /admin at once (ping answers 503 until Redis is reachable) while connecting to Redis."""
-    management = Management(ConfigStore(settings.redis_url, password=reveal(settings.redis_password)))
+    store = ConfigStore(settings.redis_url, password=reveal(settings.redis_password))
+    management = Management(store, replica_control(settings), settings.max_replicas)
     config = uvicorn.Config(
         build_management_app(management, settings.auth_token),
         host=settings.http_host,

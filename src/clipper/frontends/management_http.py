@@ -27,6 +27,7 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from clipper.errors import ClipperError, InvalidInput
 from clipper.frontends.errors import MANAGEMENT_ERRORS, lookup
+from clipper.frontends.management_ops import add_replica_routes
 from clipper.schema import (
     AddAppRequest,
     AddModelLinksRequest,
@@ -375,5 +376,6 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         req = await parse_body(request, StateRequest)
         return await management.state(req.app_name, req.uid)
 
+    add_replica_routes(admin, management)
     app.include_router(admin, responses=ADMIN_RESPONSES)
     return app

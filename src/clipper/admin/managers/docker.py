@@ -101,9 +101,14 @@ class DockerContainerManager(ContainerManager):
         rpc_auth: bool = True,
         query_auth: bool = False,
         redis_password: str | None = None,
+        mount_docker_socket: bool = False,
     ) -> None:
         """Auth keywords as LocalContainerManager's; secrets live in `state_dir`/secrets on this host
-        (default `$CLIPPER_HOME/docker/<cluster_name>`), where `connect()` from any process finds them."""
+        (default `$CLIPPER_HOME/docker/<cluster_name>`), where `connect()` from any process finds them.
+
+        `mount_docker_socket`: give the management frontend the engine's socket, so its API (and the
+        dashboard) can scale replicas and read their logs. Off by default: the socket is root on this host.
+        """
         if use_centralized_log:
             logger.warning("use_centralized_log (fluentd) is not supported; containers log to json-file")
         self.centralize_log = use_centralized_log  # Clipper's attribute: its tests skip get_logs when set
@@ -135,6 +140,7 @@ class DockerContainerManager(ContainerManager):
         self._resumed: dict[tuple[str, str], int] = {}
         self._auth = {AUTH_TOKEN: admin_auth, RPC_TOKEN: rpc_auth, QUERY_TOKEN: query_auth}
         self._redis_password = redis_password
+        self.mount_docker_socket = mount_docker_socket
 
     # ----- naming and lookup -----
 
@@ -268,10 +274,10 @@ class DockerContainerManager(ContainerManager):
                 mgmt_image,
                 self._name("mgmt_frontend"),
                 self._labels("management_frontend", **{CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""}, **served),
-                {**common, "CLIPPER_MANAGEMENT_PORT": str(mgmt_port)},
+                {**common, "CLIPPER_MANAGEMENT_PORT": str(mgmt_port), **self._replica_control_env()},
                 ["python", "-m", "clipper.frontends.management"],
                 publish={CLIPPER_INTERNAL_MANAGEMENT_PORT: self.ports["management"]},
-                volumes=self._secrets_volume(),
+                volumes=self._secrets_volume() | self._replica_control_volumes(),
             )
         )
         qf_labels = self._labels("query_frontend", **{CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: ""}, **served)
@@ -353,6 +359,31 @@ class DockerContainerManager(ContainerManager):
             },
             volumes=self._secrets_volume(),
         )
+
+    def _replica_control_env(self) -> dict[str, str]:
+        """What the management frontend needs to build this manager in its container (replica_control.py)."""
+        if not self.mount_docker_socket:
+            return {}
+        return {
+            "CLIPPER_REPLICA_CONTROL": "docker",
+            "CLIPPER_CLUSTER_NAME": self.cluster_name,
+            "CLIPPER_STATE_DIR": str(self.state_dir),
+        }
+
+    def _replica_control_volumes(self) -> dict[str, dict[str, str]]:
+        """The engine's socket, and the secrets at this host's path: the volumes of the replicas the
+        management frontend starts name host paths."""
+        if not self.mount_docker_socket:
+            return {}
+        socket = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        if not socket.startswith("unix://"):
+            raise ClusterError(f"mount_docker_socket needs a unix socket, not DOCKER_HOST={socket}")
+        path = socket.removeprefix("unix://")
+        secrets_dir = str(self.secrets.directory)
+        return {
+            path: {"bind": "/var/run/docker.sock", "mode": "rw"},
+            secrets_dir: {"bind": secrets_dir, "mode": "ro"},
+        }
 
     def _secrets_volume(self) -> dict[str, dict[str, str]]:
         """The whole secrets directory, read-only, for the frontends."""
@@ -462,19 +493,19 @@ class DockerContainerManager(ContainerManager):
         """Start the missing replicas of one model version (Clipper: deploy = set_num_replicas)."""
         self.set_num_replicas(name, version, input_type, image, num_replicas)
 
-    def _model_containers(self, name: str, version: str, all_states: bool = True) -> list[Container]:
+    def model_containers(self, name: str, version: str, all_states: bool = True) -> list[Container]:
         label = f"{CLIPPER_MODEL_CONTAINER_LABEL}={model_container_label(name, version)}"
         return self._containers(label, all_states=all_states)
 
     def get_num_replicas(self, name: str, version: str) -> int:
         """Running containers of this model version."""
-        return len(self._model_containers(name, version, all_states=False))
+        return len(self.model_containers(name, version, all_states=False))
 
     def set_num_replicas(
         self, name: str, version: str, input_type: str, image: str, num_replicas: int
     ) -> None:
         """Add or remove (not just stop) containers until `num_replicas` run."""
-        containers = self._model_containers(name, version)
+        containers = self.model_containers(name, version)
         remove_containers([c for c in containers if c.status not in ("running", "created", "restarting")])
         running = [c for c in containers if c.status in ("running", "created", "restarting")]
         if len(running) > num_replicas:
@@ -543,7 +574,7 @@ class DockerContainerManager(ContainerManager):
         """Remove the containers of the given `{name: [versions]}`."""
         for name, versions in models.items():
             for version in versions:
-                remove_containers(self._model_containers(name, version))
+                remove_containers(self.model_containers(name, version))
 
     def stop_all_model_containers(self) -> None:
         """Remove every model container of this cluster."""

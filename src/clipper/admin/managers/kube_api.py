@@ -39,6 +39,7 @@ class KubeApi:
     def __init__(self, api_client: k8s.ApiClient, namespace: str, rollout_timeout_s: float) -> None:
         self.core = k8s.CoreV1Api(api_client)
         self.apps = k8s.AppsV1Api(api_client)
+        self.rbac = k8s.RbacAuthorizationV1Api(api_client)
         self.namespace = namespace
         self.rollout_timeout_s = rollout_timeout_s
 
@@ -67,6 +68,8 @@ class KubeApi:
             "Service": self.core.create_namespaced_service,
             "Deployment": self.apps.create_namespaced_deployment,
             "StatefulSet": self.apps.create_namespaced_stateful_set,
+            "Role": self.rbac.create_namespaced_role,
+            "RoleBinding": self.rbac.create_namespaced_role_binding,
         }
         args = (obj,) if kind == "Namespace" else (self.namespace, obj)
         self.call(f"create {kind} {name}", creators[kind], *args)
@@ -80,6 +83,8 @@ class KubeApi:
             "Secret": self.core.list_namespaced_secret,
             "PersistentVolumeClaim": self.core.list_namespaced_persistent_volume_claim,
             "Pod": self.core.list_namespaced_pod,
+            "Role": self.rbac.list_namespaced_role,
+            "RoleBinding": self.rbac.list_namespaced_role_binding,
         }
         found = self.call(f"list {kind}s", listers[kind], self.namespace, label_selector=selector)
         return list(found.items) if found is not None else []
@@ -93,6 +98,8 @@ class KubeApi:
             "ServiceAccount": self.core.delete_namespaced_service_account,
             "Secret": self.core.delete_namespaced_secret,
             "PersistentVolumeClaim": self.core.delete_namespaced_persistent_volume_claim,
+            "Role": self.rbac.delete_namespaced_role,
+            "RoleBinding": self.rbac.delete_namespaced_role_binding,
         }
         body = k8s.V1DeleteOptions(propagation_policy="Background", grace_period_seconds=grace_s)
         for obj in self.list(kind, selector):

@@ -235,6 +235,7 @@ class Names:
         self.query_rpc = f"{cluster}-query-rpc"
         self.secret = f"{cluster}-secrets"
         self.service_account = f"{cluster}-clipper"
+        self.management_account = f"{cluster}-clipper-mgmt"  # the one identity with API rights (its Role)
 
     def model(self, name: str, version: str) -> str:
         """`<cluster>-model-<name>-<version>`, plus a hash of the pair when a hyphen makes the split ambiguous
@@ -314,7 +315,7 @@ def _container(spec: ClusterSpec, name: str, role: str, command: list[str], env:
 def _pod_spec(spec: ClusterSpec, containers: list[Manifest], volumes: list[Manifest]) -> Manifest:
     pod: Manifest = {
         "serviceAccountName": spec.names.service_account,
-        "automountServiceAccountToken": False,  # no Clipper process calls the Kubernetes API
+        "automountServiceAccountToken": False,  # only the management frontend calls the API (its own)
         "enableServiceLinks": False,  # a Service named `clipper` would otherwise set CLIPPER_PORT
         "containers": containers,
     }
@@ -393,6 +394,38 @@ def service_account(spec: ClusterSpec) -> Manifest:
         "metadata": _meta(spec, spec.names.service_account, "management"),
         "automountServiceAccountToken": False,
     }
+
+
+def management_access(spec: ClusterSpec) -> list[Manifest]:
+    """The management frontend's own ServiceAccount, and a Role in the cluster's namespace letting it scale
+    Deployments and read pods and their logs (set_num_replicas, get_replicas, get_model_logs). Patching a
+    Deployment can change its image, so whoever holds the management pod can run code in the namespace."""
+    meta = _meta(spec, spec.names.management_account, "management")
+    rules = [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    ]
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta,
+            "automountServiceAccountToken": False,
+        },
+        {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": meta, "rules": rules},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": spec.names.management_account},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": spec.names.management_account, "namespace": spec.namespace}
+            ],
+        },
+    ]
 
 
 def redis_config(password: str) -> str:
@@ -475,6 +508,9 @@ def management_objects(spec: ClusterSpec) -> list[Manifest]:
         "CLIPPER_HTTP_HOST": "$(POD_IP)",
         "CLIPPER_MANAGEMENT_PORT": str(CLIPPER_INTERNAL_MANAGEMENT_PORT),
         "CLIPPER_REDIS_URL": spec.redis_url,
+        "CLIPPER_REPLICA_CONTROL": "kubernetes",  # through its ServiceAccount's Role (management_access)
+        "CLIPPER_CLUSTER_NAME": spec.name,
+        "CLIPPER_NAMESPACE": spec.namespace,
     })]  # fmt: skip
     container = _container(
         spec, "management-frontend", "management", ["python", "-m", "clipper.frontends.management"], env
@@ -484,14 +520,10 @@ def management_objects(spec: ClusterSpec) -> list[Manifest]:
     container["livenessProbe"] = _http_probe("/admin/ping", CLIPPER_INTERNAL_MANAGEMENT_PORT, 10, 6)
     volumes = _with_secrets(spec, container, [AUTH_TOKEN, REDIS_PASSWORD])
     annotations = {SPEC_ANNOTATION: spec.model_dump_json()}
-    deployment = _deployment(
-        spec,
-        names.management,
-        "management",
-        1,
-        _pod_spec(spec, [container], volumes),
-        annotations=annotations,
-    )
+    pod = _pod_spec(spec, [container], volumes)
+    pod["serviceAccountName"] = names.management_account
+    pod["automountServiceAccountToken"] = True  # the in-cluster client of replica_control.py
+    deployment = _deployment(spec, names.management, "management", 1, pod, annotations=annotations)
     kind = spec.service_types["management"]
     return [
         deployment,
@@ -589,6 +621,7 @@ def cluster_objects(
     """Every object of the cluster in creation order; no Secret when `secret_values` is None."""
     found: list[Manifest] = [namespace(spec)] if create_namespace else []
     found.append(service_account(spec))
+    found += management_access(spec)
     if secret_values is not None:
         found.append(secret(spec, secret_values))
     if spec.redis_host is None:

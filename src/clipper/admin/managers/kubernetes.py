@@ -144,12 +144,13 @@ class KubernetesContainerManager(ContainerManager):
             is None
         ):
             self.api.create(km.namespace(spec))
-        for kind in ("Service", "ServiceAccount"):  # leftovers of a start that failed half-way
+        for kind in ("Service", "ServiceAccount", "Role", "RoleBinding"):  # leftovers of a failed start
             self.api.delete(kind, self._selector())
         plan = self._ensure_secret(spec)
         self.spec = spec
         try:
-            self.api.create(km.service_account(spec))
+            for obj in [km.service_account(spec), *km.management_access(spec)]:
+                self.api.create(obj)
             if spec.redis_host is None:
                 for obj in km.redis_objects(spec):
                     self.api.create(obj)
@@ -350,10 +351,10 @@ class KubernetesContainerManager(ContainerManager):
         self.set_num_replicas(name, version, input_type, image, num_replicas)
 
     def get_num_replicas(self, name: str, version: str) -> int:
-        found = self._model_deployment(name, version)
+        found = self.model_deployment(name, version)
         return int(found.spec.replicas or 0) if found is not None else 0
 
-    def _model_deployment(self, name: str, version: str) -> Any:
+    def model_deployment(self, name: str, version: str) -> Any:
         return self.api.call(
             f"read the Deployment of {name}:{version}",
             self.api.apps.read_namespaced_deployment,
@@ -362,6 +363,10 @@ class KubernetesContainerManager(ContainerManager):
             missing_ok=True,
         )
 
+    def model_pods(self, name: str, version: str) -> list[Any]:
+        """The pods of one model version's Deployment."""
+        return self.api.list("Pod", self._selector("model", (name, version)))
+
     def set_num_replicas(
         self, name: str, version: str, input_type: str, image: str, num_replicas: int
     ) -> None:
@@ -369,7 +374,7 @@ class KubernetesContainerManager(ContainerManager):
         model = km.ModelSpec.build(
             name=name, version=version, input_type=input_type, image=image, replicas=num_replicas
         )
-        if self._model_deployment(name, version) is None:
+        if self.model_deployment(name, version) is None:
             self.api.create(km.model_deployment(self.spec, model))
         else:
             self._scale(self.names.model(name, version), num_replicas)
@@ -449,9 +454,9 @@ class KubernetesContainerManager(ContainerManager):
         return written
 
     def stop_all(self, graceful: bool = True, remove_state: bool = False) -> None:
-        """Delete this cluster's Deployments, StatefulSet, Services and ServiceAccount (nothing of another
-        cluster). Kept for the next start: the Secret, with each model version's replica count, and Redis's
-        volume; `remove_state` deletes those too."""
+        """Delete this cluster's Deployments, StatefulSet, Services, ServiceAccounts and Role (nothing of
+        another cluster). Kept for the next start: the Secret, with each model version's replica count,
+        and Redis's volume; `remove_state` deletes those too."""
         grace = None if graceful else 0
         plan = [
             km.ModelSpec(
@@ -464,7 +469,7 @@ class KubernetesContainerManager(ContainerManager):
             for d in self.api.list("Deployment", self._selector("model"))
         ]
         self.api.delete("Deployment", self._selector("model"), grace)
-        for kind in ("Deployment", "StatefulSet", "Service", "ServiceAccount"):
+        for kind in ("Deployment", "StatefulSet", "Service", "ServiceAccount", "Role", "RoleBinding"):
             self.api.delete(kind, self._selector(), grace)
         if remove_state:
             self.api.delete("Secret", self._selector())
