@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from clipper.admin import clipper_images
 from clipper.admin.exceptions import ClipperException
-from clipper.admin.managers.base import ContainerManager
+from clipper.admin.managers import prometheus
+from clipper.admin.managers.base import ContainerManager, input_shape_env
 from clipper.admin.managers.process import (
     SUPERVISOR_ROLE,
     ClusterInfo,
@@ -46,10 +47,12 @@ from clipper.config.redis_server import start_redis, wait_for_redis
 from clipper.errors import ClusterError
 from clipper.runtime.frameworks import check_model_packages
 from clipper.settings import SECRETS_DIR_VARIABLE
+from clipper.types import parse_input_shape
 
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+PROMETHEUS_ROLE = "prometheus"
 PREDICT_MODULE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 SITE_PACKAGES = "site-packages"  # in a model directory: the packages build_model installed for it
 
@@ -74,11 +77,15 @@ class LocalContainerManager(ContainerManager):
         rpc_auth: bool = True,
         query_auth: bool = False,
         redis_password: str | None = None,
+        start_prometheus: bool = False,
+        prometheus_scrape_interval_s: float = 5.0,
     ) -> None:
         """`admin_auth`: /admin needs the cluster's token (off for Clipper 0.4 REST clients). `rpc_auth`:
         containers must present the RPC token (off for Clipper 0.4 containers). `query_auth`: predict
         requests need a query token. `redis_password`: of the Redis at `redis_ip` (our own Redis always
         gets a generated one). Tokens are made once per state directory, in `<state_dir>/secrets`.
+        `start_prometheus`: also run a Prometheus server on `prometheus_port` scraping every query frontend
+        (needs a `prometheus` binary on PATH; skipped with a log line without one).
         """
         self.cluster_name = cluster_name
         self.state_dir = cluster_state_dir(cluster_name, state_dir)
@@ -94,7 +101,9 @@ class LocalContainerManager(ContainerManager):
             "management": clipper_management_port,
             "rpc": clipper_rpc_port,
             "redis": redis_port,
-        }  # prometheus_port is accepted as Clipper's is: the query frontend serves /metrics itself
+        }
+        self._prometheus_port = prometheus_port if start_prometheus else None
+        self._scrape_interval_s = prometheus_scrape_interval_s
         self.info: ClusterInfo | None = None
         self._resumed: dict[tuple[str, str], int] = {}
 
@@ -161,6 +170,7 @@ class LocalContainerManager(ContainerManager):
             self.cluster_file.write_text(info.model_dump_json(indent=2))
             self.info = info
             self._wait_ready(started)
+            started += self._start_prometheus(info)
             started.append(self._start_supervisor())
         except BaseException:
             self.procs.stop(started, graceful=False)
@@ -188,7 +198,9 @@ class LocalContainerManager(ContainerManager):
         """Start the replicas the cluster ran before it stopped (or died), so serving resumes on its own."""
         for (name, version), rs in sorted(plan.items()):
             logger.info("Resuming model %s:%s with %d replica(s) as before", name, version, rs.replicas)
-            self.set_num_replicas(name, version, rs.input_type, rs.image, rs.replicas)
+            self.set_num_replicas(
+                name, version, rs.input_type, rs.image, rs.replicas, input_shape=rs.input_shape
+            )
             self._resumed[(name, version)] = rs.replicas
         self.replicas_file.unlink(missing_ok=True)
 
@@ -313,6 +325,39 @@ class LocalContainerManager(ContainerManager):
         for url in (f"http://{admin_addr}/admin/ping", f"http://{query_addr}/health"):
             wait_until(functools.partial(_answers, url), f"{url} to answer", started, self.start_timeout_s)
 
+    def _start_prometheus(self, info: ClusterInfo) -> list[ProcessRecord]:
+        """Start Prometheus (if asked for and installed) and wait until it is ready; it finds the query
+        frontends through the management frontend (admin/managers/prometheus.py says why)."""
+        if self._prometheus_port is None:
+            return []
+        binary = prometheus.find_binary()
+        if binary is None:
+            logger.warning(
+                "Prometheus skipped for cluster %s: %s", self.cluster_name, prometheus.NOT_INSTALLED
+            )
+            return []
+        taken = {info.query_port, info.management_port, info.rpc_port, info.redis_port}
+        port = choose_port(self._prometheus_port, taken, PROMETHEUS_ROLE)
+        listen = f"{HOST}:{port}"
+        directory = self.state_dir.absolute() / PROMETHEUS_ROLE
+        tokens = {
+            name: self.secrets.path(name) for name in (AUTH_TOKEN, QUERY_TOKEN) if self.secrets.read(name)
+        }
+        plan = prometheus.PrometheusPlan(
+            management_address=f"{HOST}:{info.management_port}",
+            listen_address=listen,
+            scrape_interval_s=self._scrape_interval_s,
+            admin_token_file=str(tokens[AUTH_TOKEN]) if AUTH_TOKEN in tokens else None,
+            query_token_file=str(tokens[QUERY_TOKEN]) if QUERY_TOKEN in tokens else None,
+        )
+        config = prometheus.write_config(plan, directory)
+        args = prometheus.prometheus_args(str(config), str(directory / "data"), listen)
+        rec = self.procs.spawn_program(PROMETHEUS_ROLE, [binary, *args], {}, ports={"http": port})
+        ready = functools.partial(_answers, f"http://{listen}/-/ready")
+        wait_until(ready, "Prometheus to be ready", [rec], self.start_timeout_s)
+        logger.info("Prometheus of cluster %s on http://%s", self.cluster_name, listen)
+        return [rec]
+
     def _start_supervisor(self) -> ProcessRecord:
         env = {"CLIPPER_STATE_DIR": str(self.state_dir.resolve())}
         return self.procs.spawn(SUPERVISOR_ROLE, ["clipper.admin.supervisor"], env)
@@ -369,7 +414,14 @@ class LocalContainerManager(ContainerManager):
         return f"{HOST}:{self._required_info().query_port}"
 
     def get_metric_addr(self) -> str:
-        """The query frontend serves Prometheus text at /metrics, so it is the metric address."""
+        """The cluster's Prometheus server; without one (not asked for, or not installed), the query
+        frontend's address, whose /metrics serves the same series for one frontend."""
+        rec = self.procs.get(PROMETHEUS_ROLE)
+        if rec is not None and is_alive(rec):
+            return f"{HOST}:{rec.ports['http']}"
+        logger.info(
+            "No Prometheus runs for cluster %s; the metric address is the query frontend's", self.cluster_name
+        )
         return self.get_query_addr()
 
     def stop_all(self, graceful: bool = True, remove_state: bool = False) -> None:
@@ -460,17 +512,31 @@ class LocalContainerManager(ContainerManager):
         return [r for r in self._records_of(name, version) if is_alive(r)]
 
     def deploy_model(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int = 1,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
         if Path(image).is_dir():  # replicas run in this environment: refuse other framework versions now
             check_model_packages(Path(image), [Path(image) / SITE_PACKAGES])
-        self.set_num_replicas(name, version, input_type, image, num_replicas)
+        self.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
 
     def get_num_replicas(self, name: str, version: str) -> int:
         return len(self.replicas(name, version))
 
     def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
         """Start `python -m clipper.runtime` processes, or stop some, until `num_replicas` run."""
         info = self._required_info()
@@ -496,6 +562,7 @@ class LocalContainerManager(ContainerManager):
                     "CLIPPER_PORT": seed_port,
                     "CLIPPER_INPUT_TYPE": input_type,
                 }
+                | input_shape_env(input_shape)
                 | _model_source(image)
                 | self._secrets_env()
             )  # locally, one user: the replica may read it all
@@ -532,6 +599,7 @@ class ReplicaSet(BaseModel):
     input_type: str
     image: str = Field(description="The model directory or 'package.module:function' replicas serve.")
     replicas: int
+    input_shape: list[int] | None = None
 
 
 def replica_plan(records: list[ProcessRecord]) -> dict[tuple[str, str], ReplicaSet]:
@@ -550,6 +618,7 @@ def replica_plan(records: list[ProcessRecord]) -> dict[tuple[str, str], ReplicaS
                 input_type=r.env.get("CLIPPER_INPUT_TYPE", "doubles"),
                 image=image,
                 replicas=0,
+                input_shape=parse_input_shape(r.env.get("CLIPPER_INPUT_SHAPE")),
             )
         found.replicas += 1
     return plan

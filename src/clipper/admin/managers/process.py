@@ -139,10 +139,15 @@ class ProcessTable:
 
     def spawn(self, role: str, args: list[str], env: dict[str, str], **fields: object) -> ProcessRecord:
         """Start `python -m <args>` in its own session, logging to `logs/<role>.log`, and record it."""
+        return self.spawn_program(role, [sys.executable, "-m", *args], env, **fields)
+
+    def spawn_program(
+        self, role: str, cmd: list[str], env: dict[str, str], **fields: object
+    ) -> ProcessRecord:
+        """Start any program as `spawn` starts a Python module (e.g. a Prometheus server)."""
         self.procs_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{role}.log"
-        cmd = [sys.executable, "-m", *args]
         return self.record(role, _popen(cmd, env, log_path), cmd, env, log_path, **fields)
 
     @contextlib.contextmanager
