@@ -84,6 +84,7 @@ def test_every_object_validates_strictly(version):
     objects += rendered("--frontends", "2", "--model", "sum:1=reg/demo-sum:1", "--create-namespace")
     assert {o["kind"] for o in objects} == {
         "Namespace", "ServiceAccount", "Secret", "Service", "StatefulSet", "Deployment",
+        "Role", "RoleBinding",
     }  # fmt: skip
     for obj in objects:
         try:
