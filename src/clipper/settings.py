@@ -146,6 +146,9 @@ class ManagementFrontendSettings(ClipperSettings):
     auth_token: SecretStr | None = Field(
         default=None, description="/admin calls must carry `Authorization: Bearer <token>`; unset: open."
     )
+    query_token: SecretStr | None = Field(
+        default=None, description="Sent when scraping the query frontends' /metrics (the cluster view)."
+    )
     log_level: str = "INFO"
 
 

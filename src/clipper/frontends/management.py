@@ -69,6 +69,11 @@ class Management:
     def ready(self) -> bool:
         return self._ready
 
+    @property
+    def store(self) -> ConfigStore:
+        """The config store, for read-only views over its records (the cluster view)."""
+        return self._store
+
     async def connect(self, retry_interval_s: float = 1.0) -> None:
         """Connect to Redis, retrying forever (as Clipper does); ready from then on."""
         await self._store.start_retrying(retry_interval_s)
@@ -364,7 +369,7 @@ async def run_management_frontend(settings: ManagementFrontendSettings) -> None:
     store = ConfigStore(settings.redis_url, password=reveal(settings.redis_password))
     management = Management(store, replica_control(settings), settings.max_replicas)
     config = uvicorn.Config(
-        build_management_app(management, settings.auth_token),
+        build_management_app(management, settings.auth_token, settings.query_token),
         host=settings.http_host,
         port=settings.management_port,
         log_config=None,

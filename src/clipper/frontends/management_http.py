@@ -26,6 +26,8 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from clipper.errors import ClipperError, InvalidInput
+from clipper.frontends.cluster_view import ClusterView
+from clipper.frontends.dashboard import add_dashboard
 from clipper.frontends.errors import MANAGEMENT_ERRORS, lookup
 from clipper.frontends.management_ops import add_replica_routes
 from clipper.schema import (
@@ -43,6 +45,7 @@ from clipper.schema import (
     StateRequest,
     VerboseRequest,
 )
+from clipper.settings import reveal
 
 if TYPE_CHECKING:  # at run time `management` may be `__main__`; importing it again would load it twice
     from clipper.frontends.management import Management
@@ -204,8 +207,11 @@ def _dump(record: BaseModel | None) -> Response:
     return _json(record.model_dump() if record is not None else {})
 
 
-def build_management_app(management: Management, auth_token: SecretStr | None = None) -> FastAPI:
-    """The management API as an ASGI app; OpenAPI docs at /docs. `auth_token`: required on /admin."""
+def build_management_app(
+    management: Management, auth_token: SecretStr | None = None, query_token: SecretStr | None = None
+) -> FastAPI:
+    """The management API as an ASGI app; OpenAPI docs at /docs. `auth_token`: required on /admin;
+    `query_token`: sent when the cluster view scrapes the query frontends."""
     app = FastAPI(
         title="Clipper management API",
         summary="Register applications and models, link them, inspect replicas (Clipper 0.4 compatible).",
@@ -377,5 +383,6 @@ def build_management_app(management: Management, auth_token: SecretStr | None = 
         return await management.state(req.app_name, req.uid)
 
     add_replica_routes(admin, management)
+    add_dashboard(app, admin, ClusterView(management.store, reveal(query_token)))
     app.include_router(admin, responses=ADMIN_RESPONSES)
     return app

@@ -1,0 +1,335 @@
+"""`GET /admin/cluster_view`: the store's records joined with live numbers from every query frontend.
+
+The management frontend scrapes each registered frontend's /metrics (at most once per `min_interval_s`,
+whoever asks), keeps the previous scrape of each, and turns the two into rates and latency quantiles
+summed over frontends. A frontend that does not answer is listed with `up: false`; the view never fails
+for it. The dashboard and `clipper top` read this one endpoint, so they agree on every number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel, Field
+
+from clipper.config.store import ConfigStore
+from clipper.schema import App, Container, Frontend, Model
+
+Labels = dict[str, str]
+Samples = dict[str, list[tuple[Labels, float]]]  # sample name -> every (labels, value) with that name
+
+
+def parse_samples(text: str) -> Samples:
+    """The Prometheus text format as sample name -> [(labels, value)], `_total`/`_bucket` names kept."""
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """One frontend's /metrics at one moment (monotonic seconds)."""
+
+    at_s: float
+    samples: Samples
+
+
+def _matching(samples: Samples, name: str, match: Labels) -> Iterable[tuple[Labels, float]]:
+    for labels, value in samples.get(name, ()):
+        if all(labels.get(k) == v for k, v in match.items()):
+            yield labels, value
+
+
+def _keyed(samples: Samples, name: str, match: Labels) -> dict[tuple[tuple[str, str], ...], float]:
+    return {tuple(sorted(labels.items())): value for labels, value in _matching(samples, name, match)}
+
+
+class Window:
+    """The last two scrapes of every frontend that answered: counters become deltas and rates.
+
+    A frontend seen once so far adds nothing to rates (no interval yet) but its gauges count.
+    A counter that went down (the frontend restarted under the same id) counts from zero.
+    """
+
+    def __init__(self, pairs: dict[str, tuple[Scrape | None, Scrape]]) -> None:
+        self._pairs = pairs
+
+    @property
+    def interval_s(self) -> float | None:
+        """Mean time between the two scrapes rates are computed over; None before a second scrape."""
+        gaps = [cur.at_s - prev.at_s for prev, cur in self._pairs.values() if prev is not None]
+        return sum(gaps) / len(gaps) if gaps else None
+
+    def _deltas(
+        self, name: str, match: Labels, frontend: str | None = None
+    ) -> Iterable[tuple[Labels, float, float]]:
+        """(labels, increase, seconds) per series and frontend with two scrapes."""
+        for fid, (prev, cur) in self._pairs.items():
+            if prev is None or (frontend is not None and fid != frontend) or cur.at_s <= prev.at_s:
+                continue
+            before = _keyed(prev.samples, name, match)
+            for key, value in _keyed(cur.samples, name, match).items():
+                old = before.get(key, 0.0)
+                yield dict(key), (value - old if value >= old else value), cur.at_s - prev.at_s
+
+    def rate(self, name: str, match: Labels, frontend: str | None = None) -> float:
+        """Per-second increase of a counter, summed over series and frontends."""
+        return sum(delta / seconds for _, delta, seconds in self._deltas(name, match, frontend))
+
+    def increase(self, name: str, match: Labels) -> float:
+        return sum(delta for _, delta, _ in self._deltas(name, match))
+
+    def rates_by(self, name: str, match: Labels, label: str, missing: str) -> dict[str, float]:
+        """Rates grouped by one label's value (`missing` where the series lacks it)."""
+        out: dict[str, float] = {}
+        for labels, delta, seconds in self._deltas(name, match):
+            key = labels.get(label, missing)
+            out[key] = out.get(key, 0.0) + delta / seconds
+        return out
+
+    def quantile_ms(self, histogram: str, match: Labels, q: float) -> float | None:
+        """The q-quantile of a seconds histogram over the window, from its bucket increases, in ms."""
+        buckets: dict[float, float] = {}
+        for labels, delta, _ in self._deltas(f"{histogram}_bucket", match):
+            bound = float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + delta
+        value = quantile(sorted(buckets.items()), q)
+        return None if value is None else value * 1000
+
+    def gauge(self, name: str, match: Labels) -> float | None:
+        """A gauge's current value summed over frontends; None when no frontend exports it."""
+        values = [v for _, cur in self._pairs.values() for _, v in _matching(cur.samples, name, match)]
+        return sum(values) if values else None
+
+
+def quantile(cumulative: list[tuple[float, float]], q: float) -> float | None:
+    """Like PromQL's histogram_quantile: linear within the bucket that holds rank q; None if empty."""
+    if not cumulative or cumulative[-1][1] <= 0:
+        return None
+    rank = q * cumulative[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in cumulative:
+        if count >= rank and count > below:
+            if math.isinf(bound):
+                return lower  # the open top bucket: its lower edge is all that is known
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower
+
+
+# --- the reply ------------------------------------------------------------------------------------
+
+
+class FrontendView(BaseModel):
+    id: str
+    http_address: str
+    up: bool
+    requests_per_s: float = 0.0
+    error: str | None = Field(default=None, description="Why the last scrape failed (when not up).")
+
+
+class AppView(BaseModel):
+    name: str
+    input_type: str
+    slo_ms: float
+    policy: str | None
+    models: list[str]
+    requests_per_s: float
+    queries_per_s: float
+    rejected_per_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+    defaults_per_s: dict[str, float]
+    cache_hit_ratio: float | None
+
+
+class ModelView(BaseModel):
+    name: str
+    version: str
+    current: bool
+    input_type: str
+    replicas: int
+    predictions_per_s: float
+    batches_per_s: float
+    mean_batch_size: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    queue_length: int
+    queue_bound: int | None
+    errors_per_s: float
+    cache_hit_ratio: float | None
+    linked_apps: list[str]
+
+
+class ClusterViewReply(BaseModel):
+    time_s: float = Field(description="Wall-clock time of the view (Unix seconds).")
+    interval_s: float | None = Field(description="Seconds the rates are computed over; null at first.")
+    frontends: list[FrontendView]
+    apps: list[AppView]
+    models: list[ModelView]
+
+
+# --- scraping and assembly ------------------------------------------------------------------------
+
+
+class ClusterView:
+    """Scrapes the live query frontends and builds the view; one per management frontend process."""
+
+    def __init__(
+        self,
+        store: ConfigStore,
+        query_token: str | None = None,
+        *,
+        min_interval_s: float = 1.0,
+        timeout_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._headers = {"Authorization": f"Bearer {query_token}"} if query_token else {}
+        self._min_interval_s = min_interval_s
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._last_round_s: float | None = None
+        self._scrapes: dict[str, tuple[Scrape | None, Scrape]] = {}
+        self._errors: dict[str, str] = {}
+
+    async def view(self) -> ClusterViewReply:
+        frontends = sorted(await self._store.list_frontends(), key=lambda f: f.frontend_id)
+        async with self._lock:  # callers arriving together share one scrape round
+            now = self._clock()
+            if self._last_round_s is None or now - self._last_round_s >= self._min_interval_s:
+                await self._scrape_all(frontends)
+                self._last_round_s = now
+            answered = [f.frontend_id for f in frontends if f.frontend_id not in self._errors]
+            window = Window({fid: self._scrapes[fid] for fid in answered if fid in self._scrapes})
+            errors = dict(self._errors)
+        return ClusterViewReply(
+            time_s=time.time(),  # noqa: TID251 wall clock, for people reading the view
+            interval_s=window.interval_s,
+            frontends=[_frontend_view(f, window, errors.get(f.frontend_id)) for f in frontends],
+            apps=await self._apps(window),
+            models=await self._models(window),
+        )
+
+    async def _scrape_all(self, frontends: list[Frontend]) -> None:
+        results = await asyncio.gather(*(asyncio.to_thread(self._scrape, f) for f in frontends))
+        live = {f.frontend_id for f in frontends}
+        self._scrapes = {k: v for k, v in self._scrapes.items() if k in live}  # departed ones are forgotten
+        self._errors = {}
+        for frontend, result in zip(frontends, results, strict=True):
+            if isinstance(result, str):
+                self._errors[frontend.frontend_id] = result
+                continue
+            previous = self._scrapes.get(frontend.frontend_id)
+            self._scrapes[frontend.frontend_id] = (previous[1] if previous else None, result)
+
+    def _scrape(self, frontend: Frontend) -> Scrape | str:
+        """One frontend's metrics, or why they could not be read (blocking: runs in a thread)."""
+        url = f"http://{frontend.http_address}/metrics"
+        try:
+            reply = requests.get(url, headers=self._headers, timeout=self._timeout_s)
+        except requests.RequestException as e:
+            return f"{url}: {type(e).__name__}"
+        if reply.status_code != 200:
+            return f"{url}: HTTP {reply.status_code}"
+        try:
+            return Scrape(self._clock(), parse_samples(reply.text))
+        except ValueError as e:
+            return f"{url}: unreadable metrics ({e})"
+
+    async def _apps(self, window: Window) -> list[AppView]:
+        apps = []
+        for name in sorted(await self._store.list_app_names()):
+            app = await self._store.get_app(name)
+            if app is not None:
+                apps.append(_app_view(app, sorted(await self._store.get_links(name)), window))
+        return apps
+
+    async def _models(self, window: Window) -> list[ModelView]:
+        containers = await self._store.list_containers()
+        models = sorted(await self._store.list_models(), key=lambda m: (m.model_name, m.model_version))
+        current = {m.model_name: await self._store.get_current_version(m.model_name) for m in models}
+        links: dict[str, list[str]] = {}
+        for app in sorted(await self._store.list_app_names()):
+            for model in await self._store.get_links(app):
+                links.setdefault(model, []).append(app)
+        return [
+            _model_view(m, current[m.model_name] == m.model_version, containers, links, window)
+            for m in models
+        ]
+
+
+def _frontend_view(frontend: Frontend, window: Window, error: str | None) -> FrontendView:
+    up = error is None
+    rate = (
+        window.rate("clipper_app_prediction_latency_seconds_count", {}, frontend.frontend_id) if up else 0.0
+    )
+    return FrontendView(
+        id=frontend.frontend_id, http_address=frontend.http_address, up=up, requests_per_s=rate, error=error
+    )
+
+
+def _hit_ratio(window: Window, match: Labels) -> float | None:
+    hits = window.increase("clipper_cache_lookups_total", match | {"result": "hit"})
+    total = window.increase("clipper_cache_lookups_total", match)
+    return hits / total if total > 0 else None
+
+
+def _app_view(app: App, models: list[str], window: Window) -> AppView:
+    match = {"app": app.name}
+    latency = "clipper_app_prediction_latency_seconds"
+    lookups = [(window.increase("clipper_cache_lookups_total", {"model": m, "result": "hit"}),
+                window.increase("clipper_cache_lookups_total", {"model": m})) for m in models]  # fmt: skip
+    total = sum(t for _, t in lookups)
+    return AppView(
+        name=app.name,
+        input_type=app.input_type,
+        slo_ms=app.latency_slo_micros / 1000,
+        policy=app.policy,
+        models=models,
+        requests_per_s=window.rate(f"{latency}_count", match),
+        queries_per_s=window.rate("clipper_app_predictions_total", match),
+        rejected_per_s=window.rate("clipper_app_rejected_requests_total", match),
+        p50_ms=window.quantile_ms(latency, match, 0.5),
+        p99_ms=window.quantile_ms(latency, match, 0.99),
+        defaults_per_s=window.rates_by("clipper_app_default_predictions_total", match, "reason", "default"),
+        cache_hit_ratio=sum(h for h, _ in lookups) / total if total > 0 else None,
+    )
+
+
+def _model_view(
+    model: Model, current: bool, containers: list[Container], links: dict[str, list[str]], window: Window
+) -> ModelView:
+    match = {"model": model.model_name, "version": model.model_version}
+    per_frontend: dict[str, int] = {}  # every replica registers once with each frontend it reaches
+    for c in containers:
+        if (c.model_name, c.model_version) == (model.model_name, model.model_version):
+            per_frontend[c.frontend_id] = per_frontend.get(c.frontend_id, 0) + 1
+    batches = window.increase("clipper_model_batch_size_count", match)
+    bound = window.gauge("clipper_model_queue_bound", match)
+    return ModelView(
+        name=model.model_name,
+        version=model.model_version,
+        current=current,
+        input_type=model.input_type,
+        replicas=max(per_frontend.values(), default=0),
+        predictions_per_s=window.rate("clipper_model_predictions_total", match),
+        batches_per_s=window.rate("clipper_model_batch_size_count", match),
+        mean_batch_size=window.increase("clipper_model_batch_size_sum", match) / batches if batches else None,
+        p50_ms=window.quantile_ms("clipper_model_batch_latency_seconds", match, 0.5),
+        p99_ms=window.quantile_ms("clipper_model_batch_latency_seconds", match, 0.99),
+        queue_length=int(window.gauge("clipper_model_queue_length", match) or 0),
+        queue_bound=None if bound is None else int(bound),
+        errors_per_s=window.rate("clipper_model_failed_batches_total", match),
+        cache_hit_ratio=_hit_ratio(window, match),
+        linked_apps=links.get(model.model_name, []),
+    )
