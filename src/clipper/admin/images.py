@@ -22,11 +22,12 @@ from typing import Any
 
 import docker.errors
 from docker import DockerClient
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import clipper
+from clipper.admin import model_packages
 from clipper.admin.clipper_images import NOOP_PREDICT_MODULE, WELL_KNOWN, ImageKind, log_mapping
+from clipper.admin.model_packages import FrameworkInstall
+from clipper.admin.progress import status_line
 from clipper.errors import ClipperError
 from clipper.runtime.closure import python_version, read_metadata, versions_match
 
@@ -39,6 +40,7 @@ CLOUDPICKLE_LABEL = "ai.clipper.cloudpickle.version"
 STANDS_FOR_LABEL = "ai.clipper.stands_for"  # on our images tagged with a Clipper image name: its kind
 RUNTIME_ID_LABEL = "ai.clipper.runtime.id"  # ... and the runtime image it was built on
 CA_BUNDLE = Path(os.environ.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"))
+WHEELS_DIR = "wheels"  # in a model image's build context: the model's framework wheels
 # Image names Clipper 0.4 users pass; all of them are served by our runtime image.
 CLIPPER_ROLE_IMAGES = ("query_frontend", "management_frontend", "frontend-exporter", "closure-container")
 
@@ -223,9 +225,27 @@ def model_image_name(cluster: str, name: str, version: str, container_registry: 
     return f"{repository}:{version}"
 
 
-def model_dockerfile(base_image: str, pkgs_to_install: Iterable[str] | None) -> str:
-    """Dockerfile of a model image: the runtime image, optional pip packages, the model directory."""
-    lines = [f"FROM {base_image}", "ARG PIP_INDEX_URL", "ARG PIP_EXTRA_INDEX_URL"]
+def model_dockerfile(
+    base_image: str, pkgs_to_install: Iterable[str] | None, frameworks: FrameworkInstall | None = None
+) -> str:
+    """Dockerfile of a model image: the runtime image, the model's framework packages installed offline
+    from the context's `wheels/` (in a stage of their own, so the wheels are not kept and the layer is
+    shared by every model with the same packages), optional pip packages, the model directory."""
+    lines = []
+    if frameworks is not None:
+        wheels = f"/tmp/clipper-{WHEELS_DIR}"
+        lines += [
+            f"FROM {base_image} AS frameworks",
+            f"COPY {WHEELS_DIR} {wheels}/",
+            f"RUN python -m pip install --no-index --find-links {wheels} --root /staged"
+            f" -r {wheels}/{model_packages.REQUIREMENTS_FILE} -c {wheels}/{model_packages.CONSTRAINTS_FILE}",
+        ]
+    lines += [f"FROM {base_image}", "ARG PIP_INDEX_URL", "ARG PIP_EXTRA_INDEX_URL"]
+    if frameworks is not None:
+        if frameworks.replaces:
+            lines.append(f"RUN python -m pip uninstall -y {' '.join(frameworks.replaces)}")
+        label = json.dumps(json.dumps(frameworks.packages, sort_keys=True))
+        lines += ["COPY --from=frameworks /staged/ /", f"LABEL {model_packages.PACKAGES_LABEL}={label}"]
     pkgs = [p for p in (pkgs_to_install or []) if p]
     if pkgs:
         quoted = " ".join(json.dumps(p) for p in pkgs)
@@ -247,20 +267,31 @@ def build_model_image(
     *,
     quiet: bool = False,
 ) -> str:
-    """Build `image` from `base_image` with the model directory at /model; return `image`."""
+    """Build `image` from `base_image` with the model directory at /model and exactly the framework
+    packages it records; return `image`. An image without those versions is removed and refused."""
     model_dir = Path(model_data_path).resolve()
     if not model_dir.is_dir():
         raise ClipperError(f"Model directory {model_dir} does not exist.")
     check_closure_versions(client, model_dir, base_image)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        dockerfile = model_dockerfile(base_image, pkgs_to_install).encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
-        tar.add(model_dir, arcname="model", filter=_reset_mtime)
-    buf.seek(0)
-    _build(client, buf, image, pip_index_args(), quiet=quiet, custom_context=True)
+    packages = model_packages.recorded_packages(model_dir)
+    frameworks = model_packages.plan_install(client, base_image, packages, quiet=quiet) if packages else None
+    with tempfile.TemporaryFile() as context:  # wheels can be hundreds of MB: not in memory
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            dockerfile = model_dockerfile(base_image, pkgs_to_install, frameworks).encode()
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            tar.addfile(info, io.BytesIO(dockerfile))
+            if frameworks is not None:
+                tar.add(frameworks.directory, arcname=WHEELS_DIR, filter=_reset_mtime)
+            tar.add(model_dir, arcname="model", filter=_reset_mtime)
+        context.seek(0)
+        _build(client, context, image, pip_index_args(), quiet=quiet, custom_context=True)
+    if packages:
+        try:
+            model_packages.check_image_packages(client, image, packages)
+        except ClipperError:
+            _remove_quietly(client, image)
+            raise
     return image
 
 
@@ -304,17 +335,9 @@ def _build(
 
 
 def _follow(stream: Iterator[dict[str, Any]], title: str, *, quiet: bool) -> None:
-    """Show a Docker JSON stream as one rich progress line; raise ClipperError with the tail on error."""
+    """Show a Docker JSON stream as one progress line; raise ClipperError with the tail on error."""
     tail: list[str] = []
-    console = Console(stderr=True, quiet=quiet)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(title)
+    with status_line(title, quiet=quiet) as show:
         for chunk in stream:
             if "error" in chunk:
                 detail = chunk.get("errorDetail", {}).get("message", chunk["error"])
@@ -322,5 +345,5 @@ def _follow(stream: Iterator[dict[str, Any]], title: str, *, quiet: bool) -> Non
             text = chunk.get("stream") or chunk.get("status") or ""
             if text.strip():
                 tail.append(text if text.endswith("\n") else text + "\n")
-                progress.update(task, description=f"{title}: {text.strip()[:100]}")
+                show(text)
     logger.debug("docker %s done", title)
