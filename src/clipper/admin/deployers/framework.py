@@ -8,6 +8,7 @@ runtime loads the model once at start and calls `func` with it, as Clipper's fra
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -27,6 +28,16 @@ logger = logging.getLogger(__name__)
 
 ModelSaver = Callable[[Path], FrameworkRecord]
 """Writes the model into a model directory in its framework's format; returns what the runtime needs."""
+
+
+def booster_saver(booster: Any, model_format: ModelFormat, module: str) -> ModelSaver:
+    """Boosters (XGBoost, LightGBM) write their own portable file with `save_model(path)`."""
+
+    def save(directory: Path) -> FrameworkRecord:
+        booster.save_model(str(model_path(directory, model_format)))
+        return FrameworkRecord(format=model_format, packages=installed_pins(module))
+
+    return save
 
 
 def _package_module(requirement: str) -> str:
@@ -64,6 +75,14 @@ def model_path(directory: Path, model_format: ModelFormat) -> Path:
     return directory / MODEL_FILES[model_format]
 
 
+def save_framework_model(func: Callable[[Any, Any], Any], save_model: ModelSaver, directory: Path) -> None:
+    """Write a framework model directory: the model in its format, `func`, and the record in metadata.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    record = save_model(directory)
+    save_closure(func, directory, framework=record)
+    logger.info("saved a %s model in %s needing %s", record.format, directory, record.packages)
+
+
 def deploy_saved_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -76,6 +95,7 @@ def deploy_saved_model(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: list[str] | None = None,
+    input_shape: list[int] | None = None,
 ) -> None:
     """`save(directory)` the model's files, start its replicas and register the version (it becomes current).
 
@@ -90,7 +110,16 @@ def deploy_saved_model(
         try:
             check_local_packages(pkgs_to_install)
             save(path)
-            clipper_conn.deploy_model(name, version, input_type, str(path), labels, num_replicas, batch_size)
+            clipper_conn.deploy_model(
+                name,
+                version,
+                input_type,
+                str(path),
+                labels,
+                num_replicas,
+                batch_size,
+                input_shape=input_shape,
+            )
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -108,6 +137,7 @@ def deploy_saved_model(
                 num_replicas,
                 batch_size,
                 pkgs_to_install,
+                input_shape=input_shape,
             )
 
 
@@ -130,18 +160,12 @@ def deploy_framework_model(
     The local manager refuses recorded packages this environment lacks (or has in other versions) before
     any replica starts; an image-building manager installs them into the model image instead.
     """
-
-    def save(directory: Path) -> None:
-        record = save_model(directory)
-        save_closure(func, directory, framework=record)
-        logger.info("saved model %s:%s as %s needing %s", name, version, record.format, record.packages)
-
     deploy_saved_model(
         clipper_conn,
         name,
         version,
         input_type,
-        save,
+        functools.partial(save_framework_model, func, save_model),
         base_image,
         labels,
         registry,

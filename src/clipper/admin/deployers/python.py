@@ -31,10 +31,12 @@ def deploy_python_closure(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: list[str] | None = None,
+    input_shape: list[int] | None = None,
 ) -> None:
     """Save `func`, start its replicas and register the version (which makes it current), as Clipper.
 
     The version is checked first: an existing one is refused before its files or image are touched.
+    `input_shape` (ours, numeric types): `func` gets each batch as one (batch, *input_shape) array.
     """
     deploy_saved_model(
         clipper_conn,
@@ -48,6 +50,7 @@ def deploy_python_closure(
         num_replicas,
         batch_size,
         pkgs_to_install,
+        input_shape=input_shape,
     )
     logger.info("Python closure saved and model %s:%s deployed", name, version)
 
@@ -66,9 +69,10 @@ def create_endpoint(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: list[str] | None = None,
+    input_shape: list[int] | None = None,
 ) -> None:
-    """Register app `name`, deploy `func` as model `name`, and link them."""
-    clipper_conn.register_application(name, input_type, default_output, slo_micros)
+    """Register app `name`, deploy `func` as model `name`, and link them (`input_shape`: both's)."""
+    clipper_conn.register_application(name, input_type, default_output, slo_micros, input_shape=input_shape)
     deploy_python_closure(
         clipper_conn,
         name,
@@ -81,5 +85,6 @@ def create_endpoint(
         num_replicas,
         batch_size,
         pkgs_to_install,
+        input_shape=input_shape,
     )
     clipper_conn.link_model_to_app(name, name)

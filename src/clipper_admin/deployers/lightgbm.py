@@ -1,0 +1,5 @@
+"""Clipper 0.4's `clipper_admin.deployers.lightgbm` module path."""
+
+from clipper.admin.deployers.lightgbm import deploy_lightgbm_model
+
+__all__ = ["deploy_lightgbm_model"]

@@ -1,0 +1,45 @@
+"""One real local cluster per test module, and a helper that serves a deployed model as an app and asks it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipper.admin import ClipperConnection
+from tests.admin.conftest import cluster, predict_until
+
+__all__ = ["cluster", "model_dir", "predict_deployed", "same_numbers"]
+
+SLO_MICROS = 30_000_000  # the first batch may wait on a framework's lazy start; never the default output
+
+
+def predict_deployed(
+    conn: ClipperConnection, name: str, deploy: Callable[[], None], inputs: list[Any], input_type: str = "doubles"
+) -> list[Any]:
+    """Register app `name`, run `deploy()` (which deploys model `name`), link them and return the outputs for
+    `inputs` (two or more) sent as one `input_batch`."""
+    conn.register_application(name, input_type, "null", SLO_MICROS)
+    deploy()
+    conn.link_model_to_app(name, name)
+    url = f"http://{conn.get_query_addr()}/{name}/predict"
+    answer = predict_until(
+        url,
+        {"input_batch": inputs},
+        lambda a: "batch_predictions" in a and not any(p["default"] for p in a["batch_predictions"]),
+    )
+    assert len(answer["batch_predictions"]) == len(inputs), answer
+    return [p["output"] for p in answer["batch_predictions"]]
+
+
+def model_dir(conn: ClipperConnection, name: str, version: str = "1") -> Path:
+    """Where the local manager keeps a deployed model version's files."""
+    return conn.cm.state_dir / "models" / f"{name}-{version}"  # type: ignore[attr-defined, no-any-return]
+
+
+def same_numbers(outputs: list[Any], expected: Any) -> bool:
+    """Equal up to the last bits: the container may batch the inputs differently from the local call, and
+    BLAS kernels round differently by batch size."""
+    return bool(np.allclose(np.asarray(outputs, dtype=np.float64), np.asarray(expected), rtol=1e-5, atol=1e-7))
