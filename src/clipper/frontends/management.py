@@ -239,17 +239,17 @@ class Management:
                     f"'{app.input_type}'. The input type you provided for a new version of the model, "
                     f"'{input_type}', is not compatible."
                 )
-
-    # --- links ------------------------------------------------------------------------------
-
-    async def add_links(self, app_name: str, model_names: list[str]) -> str:
-        """Link the app to its one model; returns the linked model's name."""
             if app is not None and app.input_shape != input_shape:
                 raise ConfigConflict(
                     f"Model with name '{model_name}' is already linked to app '{app_name}' using input_shape "
                     f"{app.input_shape}. The input_shape of this version of the model, {input_shape}, "
                     "is not compatible."
                 )
+
+    # --- links ------------------------------------------------------------------------------
+
+    async def add_links(self, app_name: str, model_names: list[str]) -> str:
+        """Link the app to its one model; returns the linked model's name."""
         async with self._write_lock:
             app = await self._store.get_app(app_name)
             if app is None:
@@ -264,16 +264,16 @@ class Management:
                         f"Model with name '{name}' has incompatible input_type '{model.input_type}'. "
                         f"Requested app to link to has input_type '{app.input_type}'."
                     )
-            if not model_names:
-                raise InvalidInput(
-                    "Please provide the name of the model that you want to link to the application "
-                    f"'{app_name}'"
-                )
                 if model.input_shape != app.input_shape:
                     raise ConfigConflict(
                         f"Model with name '{name}' has incompatible input_shape {model.input_shape}. "
                         f"Requested app to link to has input_shape {app.input_shape}."
                     )
+            if not model_names:
+                raise InvalidInput(
+                    "Please provide the name of the model that you want to link to the application "
+                    f"'{app_name}'"
+                )
             if len(model_names) > 1:
                 attempted = f"Attempted to add links to {len(model_names)} models."
                 raise InvalidInput(

@@ -135,11 +135,11 @@ def schema_text(model: type[BaseModel]) -> str:
     def kind(prop: dict[str, Any]) -> str:
         if prop.get("type") == "array":
             return f"[{kind(prop['items'])}]"
+        if all("type" in p for p in prop.get("anyOf", [{}])):  # an optional field: `[integer] | null`
+            return " | ".join(kind(p) for p in prop["anyOf"])
         return str(prop.get("type", "any"))
 
     return "{" + ", ".join(f'"{name}" := {kind(p)}' for name, p in props.items()) + "}"
-        if all("type" in p for p in prop.get("anyOf", [{}])):  # an optional field: `[integer] | null`
-            return " | ".join(kind(p) for p in prop["anyOf"])
 
 
 def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
