@@ -28,6 +28,7 @@ from clipper.cli_tables import (
 )
 from clipper.errors import ClipperError
 from clipper.schema import DEFAULT_POLICY
+from clipper.top import ClusterViewClient, frame, read_once, run_live
 from clipper.types import InputType
 
 console = Console()
@@ -471,6 +472,37 @@ def frontends(state: CliState, count: int | None) -> None:
         with console.status(f"Scaling query frontends to {count}..."):
             conn.set_num_frontends(count)
     console.print(f"{conn.get_num_frontends()} query frontend(s)")
+
+
+@cli.command()
+@click.option("--cluster", default=None, help="Name of the local cluster (as `clipper --cluster NAME`).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between refreshes.",
+)
+@click.option(
+    "--once", is_flag=True, help="Print one frame and exit, for scripts (exit status 1 if unreadable)."
+)
+@pass_state
+def top(state: CliState, cluster: str | None, interval: float, once: bool) -> None:
+    """Show the cluster's live numbers, refreshed in place until Ctrl-C.
+
+    Apps: requests/s, p50/p99 latency (red over the SLO), default answers/s by reason, cache hit ratio,
+    linked models. Models (one row per version, * = current): replicas, predictions/s, mean batch size,
+    queue length/bound, p99 latency, errors/s. Rates are summed over every live query frontend. While the
+    management frontend cannot be read (stopped, or the token is refused), the header says so and
+    `top` keeps trying; with --once that is one error line and exit status 1.
+    """
+    if cluster is not None:
+        state.cluster = cluster
+    client = ClusterViewClient(state.manager())
+    if once:
+        console.print(frame(state.cluster, read_once(client, interval), None))
+    else:
+        run_live(client, state.cluster, interval, console)
 
 
 def hello_model(inputs: list[Any]) -> list[str]:

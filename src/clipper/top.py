@@ -1,0 +1,217 @@
+"""`clipper top`: the cluster's live numbers (the management frontend's /admin/cluster_view) as rich tables.
+
+The view is read with the cluster's admin token, as every other command reads the management API; when it
+cannot be read, the header says why in one line and the next refresh tries again.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import datetime
+
+import requests
+from pydantic import BaseModel, ConfigDict, ValidationError
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from clipper.admin.managers.base import ContainerManager
+from clipper.errors import ClipperError
+
+FETCH_TIMEOUT_S = 3.0  # also the longest Ctrl-C may wait for a request in progress
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)  # the endpoint may add fields, never rename
+
+
+class FrontendView(_View):
+    id: str
+    http_address: str
+    up: bool
+    requests_per_s: float
+
+
+class AppView(_View):
+    name: str
+    slo_ms: float
+    models: list[str]
+    requests_per_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+    defaults_per_s: dict[str, float]
+    cache_hit_ratio: float | None
+
+
+class ModelView(_View):
+    name: str
+    version: str
+    current: bool
+    replicas: int
+    predictions_per_s: float
+    mean_batch_size: float | None
+    p99_ms: float | None
+    queue_length: int
+    queue_bound: int | None
+    errors_per_s: float
+
+
+class ClusterView(_View):
+    """What GET /admin/cluster_view answers; rates are over the management frontend's last two scrapes."""
+
+    time_s: float
+    interval_s: float | None
+    frontends: list[FrontendView]
+    apps: list[AppView]
+    models: list[ModelView]
+
+
+class ViewUnavailable(ClipperError):
+    """The cluster view could not be read; the message says why in one line."""
+
+
+class ClusterViewClient:
+    """Reads the cluster view from the manager's admin address with the manager's admin token."""
+
+    def __init__(self, manager: ContainerManager, timeout_s: float = FETCH_TIMEOUT_S) -> None:
+        self._manager = manager
+        self._timeout_s = timeout_s
+        self._http = requests.Session()
+
+    def fetch(self) -> ClusterView:
+        """One view, or ViewUnavailable naming what went wrong (no cluster, unreachable, token refused)."""
+        addr = self._manager.get_admin_addr()  # ClusterError (a ClipperError) when there is no such cluster
+        token = self._manager.get_admin_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = f"http://{addr}/admin/cluster_view"
+        try:
+            r = self._http.get(url, headers=headers, timeout=self._timeout_s)
+        except requests.RequestException as e:
+            raise ViewUnavailable(f"management frontend at {addr} is unreachable ({type(e).__name__})") from e
+        if r.status_code in (401, 403):
+            raise ViewUnavailable(
+                f"management frontend at {addr} refused the admin token ({r.status_code}); "
+                "check the cluster's secrets/auth_token or CLIPPER_AUTH_TOKEN"
+            )
+        if r.status_code != 200:
+            raise ViewUnavailable(f"GET {url} answered {r.status_code}: {r.text[:200]}")
+        try:
+            return ClusterView.model_validate_json(r.content)
+        except ValidationError as e:
+            raise ViewUnavailable(f"GET {url} answered JSON that is not a cluster view: {e}") from e
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _latency(value: float | None, slo_ms: float | None = None) -> Text:
+    """Milliseconds, red when over the SLO."""
+    over = value is not None and slo_ms is not None and value > slo_ms
+    return Text(_number(value), style="bold red" if over else "")
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def apps_table(view: ClusterView) -> Table:
+    """One row per app: load, latency against its SLO, default answers by reason, cache hits, models."""
+    table = Table(title="Applications", title_justify="left", expand=True)
+    for column in ("app", "req/s", "p50 ms", "p99 ms", "SLO ms", "defaults/s", "cache hit", "models"):
+        table.add_column(column, justify="left" if column in ("app", "defaults/s", "models") else "right")
+    for app in sorted(view.apps, key=lambda a: a.name):
+        defaults = ", ".join(f"{why} {rate:.1f}" for why, rate in sorted(app.defaults_per_s.items()) if rate)
+        table.add_row(
+            app.name,
+            _number(app.requests_per_s),
+            _latency(app.p50_ms, app.slo_ms),
+            _latency(app.p99_ms, app.slo_ms),
+            _number(app.slo_ms),
+            Text(defaults or "-", style="yellow"),
+            _ratio(app.cache_hit_ratio),
+            ", ".join(app.models) or "-",
+        )
+    return table
+
+
+def models_table(view: ClusterView) -> Table:
+    """One row per model version; `*` marks the current version."""
+    table = Table(title="Models (* = current version)", title_justify="left", expand=True)
+    columns = ("model", "replicas", "pred/s", "batch", "queue", "p99 ms", "errors/s")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for m in sorted(view.models, key=lambda m: (m.name, m.version)):
+        bound = "-" if m.queue_bound is None else str(m.queue_bound)
+        table.add_row(
+            f"{m.name}:{m.version}{' *' if m.current else ''}",
+            Text(str(m.replicas), style="" if m.replicas else "bold red"),
+            _number(m.predictions_per_s),
+            _number(m.mean_batch_size),
+            f"{m.queue_length}/{bound}",
+            _latency(m.p99_ms),
+            Text(_number(m.errors_per_s), style="bold red" if m.errors_per_s > 0 else ""),
+        )
+    return table
+
+
+def header(cluster: str, view: ClusterView | None, problem: str | None) -> Text:
+    """Cluster, frontends up/total and the view's time; a problem in red, with the age of what is shown."""
+    text = Text.assemble(("clipper top", "bold"), " · cluster ", (cluster, "bold cyan"))
+    if view is not None:
+        up = sum(f.up for f in view.frontends)
+        style = "green" if up == len(view.frontends) else "bold red"
+        text.append(" · frontends ")
+        text.append(f"{up}/{len(view.frontends)} up", style=style)
+        text.append(" · " + datetime.fromtimestamp(view.time_s).strftime("%H:%M:%S"))
+        if view.interval_s is None:
+            text.append(" · rates from the next refresh on", style="dim")
+    if problem is not None:
+        text.append(f"\n{problem}; retrying", style="bold red")
+        if view is not None:
+            text.append(" (the tables show the last view read)", style="dim")
+    return text
+
+
+def frame(cluster: str, view: ClusterView | None, problem: str | None) -> RenderableType:
+    """Everything one refresh shows."""
+    parts: list[RenderableType] = [header(cluster, view, problem)]
+    if view is not None:
+        parts += [apps_table(view), models_table(view)]
+    return Group(*parts)
+
+
+def read_once(client: ClusterViewClient, interval_s: float) -> ClusterView:
+    """A view with rates: a management frontend's first scrape has none, so then read again later."""
+    view = client.fetch()
+    if view.interval_s is None:
+        time.sleep(interval_s)
+        view = client.fetch()
+    return view
+
+
+def run_live(client: ClusterViewClient, cluster: str, interval_s: float, console: Console) -> None:
+    """Refresh the frame in place every `interval_s` until Ctrl-C, which ends it quietly.
+
+    Ctrl-C sets an event instead of raising KeyboardInterrupt, which could land anywhere (in a finalizer
+    that swallows it, or half-way through redrawing); the loop ends at its next wait.
+    """
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _stack: stop.set())
+    view: ClusterView | None = None
+    try:
+        with Live(console=console, auto_refresh=False) as live:
+            next_s = time.monotonic()
+            while not stop.is_set():
+                try:
+                    view, problem = client.fetch(), None
+                except ClipperError as e:
+                    problem = str(e)
+                live.update(frame(cluster, view, problem), refresh=True)
+                next_s = max(next_s + interval_s, time.monotonic())
+                stop.wait(max(0.0, next_s - time.monotonic()))
+    finally:
+        signal.signal(signal.SIGINT, previous)
