@@ -180,6 +180,11 @@ class ContainerSettings(ClipperSettings):
     ip: str = "127.0.0.1"
     port: int = Field(default=7000, ge=1, le=65535)
     input_type: str = "doubles"
+    input_shape: str | None = Field(
+        default=None,
+        description="Ours: each input's shape, comma-separated (`28,28`); batches arrive "
+        "as one (batch, *shape) array. Unset: Clipper's (batch, length) arrays.",
+    )
     model_path: str = "/model"
     heartbeat_interval_ms: int = Field(default=1000, gt=0)
     frontend_timeout_ms: int = Field(default=30_000, gt=0)

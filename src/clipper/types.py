@@ -50,6 +50,21 @@ class InputType(enum.IntEnum):
         return cls.parse(value.strip().lower())
 
 
+def parse_input_shape(value: str | None) -> tuple[int, ...] | None:
+    """`CLIPPER_INPUT_SHAPE` (`28,28`) as a tuple of positive ints; None or empty: unshaped."""
+    if not value or not value.strip():
+        return None
+    try:
+        shape = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(n <= 0 for n in shape):
+        raise InvalidInput(
+            f"Invalid input_shape '{value}': use positive integers separated by commas, e.g. 28,28"
+        )
+    return shape
+
+
 _ALIASES: dict[str, InputType] = {
     **dict.fromkeys(("bytes", "byte", "b"), InputType.BYTES),
     **dict.fromkeys(("integers", "ints", "integer", "int", "i"), InputType.INTEGERS),

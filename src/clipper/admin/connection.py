@@ -111,20 +111,30 @@ class ClipperConnection(ModelAdmin):
     # -- applications ----------------------------------------------------------------------------------
 
     def register_application(
-        self, name: str, input_type: str, default_output: str, slo_micros: int, *, on_overload: str = "reject"
+        self,
+        name: str,
+        input_type: str,
+        default_output: str,
+        slo_micros: int,
+        *,
+        on_overload: str = "reject",
+        input_shape: list[int] | None = None,
     ) -> None:
         """Create the REST endpoint `/<name>/predict`.
 
         `on_overload` (not in Clipper): "reject" answers 503 when the model's queue is full, "default"
-        answers the default output at once.
+        answers the default output at once. `input_shape` (ours, numeric types): each input's shape;
+        only models deployed with the same shape link to the app.
         """
-        body = {
+        body: dict[str, object] = {
             "name": name,
             "input_type": input_type,
             "default_output": default_output,
             "latency_slo_micros": slo_micros,
             "on_overload": on_overload,
         }
+        if input_shape is not None:
+            body["input_shape"] = list(input_shape)
         self._admin("add_app", body)
         logger.info("Application %s was successfully registered", name)
 

@@ -12,10 +12,23 @@ from typing import Any
 from clipper.admin.exceptions import ClipperException
 from clipper.admin.management_api import ManagementApi
 from clipper.schema import NO_CONTAINER, check_dns_label
+from clipper.types import InputType
 
 logger = logging.getLogger(__name__)
 
 REPLICA_WAIT_S = 120.0  # how long a deploy waits for its first replica to connect before it gives up
+
+
+def check_input_shape(input_type: str, input_shape: list[int] | None) -> None:
+    """Refuse a shape the management API would refuse, before any image is built or replica started."""
+    if input_shape is None:
+        return
+    if not InputType.parse(input_type).is_numeric:
+        raise ClipperException(
+            f"input_shape is for numeric input types (bytes, integers, floats, doubles), not {input_type}"
+        )
+    if not input_shape or any(type(n) is not int or n <= 0 for n in input_shape):
+        raise ClipperException(f"input_shape must be a non-empty list of positive ints, not {input_shape!r}")
 
 
 def validate_versioned_model_name(name: str, version: str) -> None:
@@ -75,15 +88,19 @@ class ModelAdmin(ManagementApi):
         num_replicas: int = 1,
         batch_size: int = -1,
         pkgs_to_install: list[str] | None = None,
+        input_shape: list[int] | None = None,
     ) -> None:
         """`build_model`, then `deploy_model` with the built image; an existing version is refused first."""
         self._require_connection()
         version = str(version)
         self.check_new_version(name, version)
+        check_input_shape(input_type, input_shape)
         image = self.build_model(
             name, version, model_data_path, base_image, container_registry, pkgs_to_install
         )
-        self.deploy_model(name, version, input_type, image, labels, num_replicas, batch_size)
+        self.deploy_model(
+            name, version, input_type, image, labels, num_replicas, batch_size, input_shape=input_shape
+        )
 
     def deploy_model(
         self,
@@ -94,8 +111,10 @@ class ModelAdmin(ManagementApi):
         labels: list[str] | None = None,
         num_replicas: int = 1,
         batch_size: int = -1,
+        input_shape: list[int] | None = None,
     ) -> None:
         """Start the replicas, wait until one is connected, then register the version (it becomes current).
+        `input_shape` (numeric types): each input's shape, which the model's replicas get batches in.
 
         All or nothing: when no replica starts, the replicas are stopped, the version is not registered and
         the previous version stays current; the error says so.
@@ -103,14 +122,20 @@ class ModelAdmin(ManagementApi):
         self._require_connection()
         version = str(version)
         self.check_new_version(name, version)
+        check_input_shape(input_type, input_shape)
         previous = self._current_or_none(name)
         self.cm.deploy_model(
-            name=name, version=version, input_type=input_type, image=image, num_replicas=num_replicas
+            name=name,
+            version=version,
+            input_type=input_type,
+            image=image,
+            num_replicas=num_replicas,
+            input_shape=input_shape,
         )
         try:
             if num_replicas > 0:
                 self.wait_for_model(name, version, 1, REPLICA_WAIT_S)
-            self.register_model(name, version, input_type, image=image, labels=labels, batch_size=batch_size)
+            self.register_model(name, version, input_type, image, labels, batch_size, input_shape=input_shape)
         except BaseException as e:
             self.cm.stop_models({name: [version]})
             still = f"version {previous} is still current" if previous else "no version of it is registered"
@@ -127,6 +152,7 @@ class ModelAdmin(ManagementApi):
         image: str | None = None,
         labels: list[str] | None = None,
         batch_size: int = -1,
+        input_shape: list[int] | None = None,
     ) -> None:
         """Record a model version (no containers are started); it becomes the current version."""
         body = {
@@ -138,6 +164,8 @@ class ModelAdmin(ManagementApi):
             "model_data_path": "DEPRECATED",
             "batch_size": batch_size,
         }
+        if input_shape is not None:  # ours; left out otherwise, so the body stays Clipper's
+            body["input_shape"] = list(input_shape)
         self._admin("add_model", body)
         logger.info("Successfully registered model %s:%s", name, version)
 
@@ -182,7 +210,14 @@ class ModelAdmin(ManagementApi):
             raise ClipperException(f"Cannot add container for non-registered model {name}:{version}")
         if model["container_name"] == NO_CONTAINER:
             raise ClipperException(f"Cannot resize the replica set for containerless model {name}:{version}")
-        self.cm.set_num_replicas(name, version, model["input_type"], model["container_name"], num_replicas)
+        self.cm.set_num_replicas(
+            name,
+            version,
+            model["input_type"],
+            model["container_name"],
+            num_replicas,
+            input_shape=model.get("input_shape"),
+        )
 
     def get_all_model_replicas(self, verbose: bool = False) -> list[Any]:
         """`name:version:replica_id` strings of connected replicas, or their descriptions."""

@@ -23,7 +23,7 @@ from clipper.runtime.closure import PredictFunction
 from clipper.runtime.inputs import MalformedInput, decode_inputs
 from clipper.runtime.outputs import encode_output
 from clipper.settings import ContainerSettings
-from clipper.types import InputType
+from clipper.types import InputType, parse_input_shape
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ class ModelContainer:
         self._settings = settings
         self._predict = predict
         self._input_type = input_type if input_type is not None else InputType.parse_env(settings.input_type)
+        self._input_shape = parse_input_shape(settings.input_shape)  # InvalidInput says how to spell it
         token = settings.rpc_token.get_secret_value().encode() if settings.rpc_token is not None else None
         if token is not None and len(token) > 255:
             raise ClipperError("CLIPPER_RPC_TOKEN is longer than 255 bytes, the most ZMTP PLAIN carries")
@@ -343,7 +344,7 @@ class ModelContainer:
         """Decode inputs, call the model, encode each output (`runtime.outputs`); BatchFailed says why not."""
         n = len(request.inputs)
         try:
-            inputs = decode_inputs(request.input_type, request.inputs)
+            inputs = decode_inputs(request.input_type, request.inputs, self._input_shape)
         except MalformedInput as e:
             raise BatchFailed(f"malformed input: {e}") from e
         try:

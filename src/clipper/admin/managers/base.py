@@ -71,9 +71,16 @@ class ContainerManager(abc.ABC):
 
     @abc.abstractmethod
     def deploy_model(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int = 1,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
-        """Start `num_replicas` containers of one model version."""
+        """Start `num_replicas` containers of one model version (`input_shape`: CLIPPER_INPUT_SHAPE)."""
 
     @abc.abstractmethod
     def get_num_replicas(self, name: str, version: str) -> int:
@@ -81,9 +88,16 @@ class ContainerManager(abc.ABC):
 
     @abc.abstractmethod
     def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
-        """Start or stop containers until `num_replicas` run."""
+        """Start or stop containers until `num_replicas` run (new ones get `input_shape`)."""
 
     @abc.abstractmethod
     def get_logs(self, logging_dir: str) -> list[str]:
@@ -163,3 +177,8 @@ class ContainerManager(abc.ABC):
     @abc.abstractmethod
     def get_metric_addr(self) -> str:
         """`host:port` where Prometheus-format metrics are served."""
+
+
+def input_shape_env(input_shape: list[int] | None) -> dict[str, str]:
+    """`CLIPPER_INPUT_SHAPE` for a replica of a shaped model (`28,28`); nothing for an unshaped one."""
+    return {} if input_shape is None else {"CLIPPER_INPUT_SHAPE": ",".join(map(str, input_shape))}

@@ -38,6 +38,7 @@ from clipper.admin.managers.base import (
     CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
     CLIPPER_QUERY_FRONTEND_ID_LABEL,
     ContainerManager,
+    input_shape_env,
     model_container_label,
 )
 from clipper.admin.managers.docker_engine import (
@@ -65,6 +66,7 @@ from clipper.config.redis_server import redis_command, wait_for_redis
 from clipper.config.store import Db
 from clipper.errors import ClusterError
 from clipper.settings import SECRETS_DIR_VARIABLE
+from clipper.types import parse_input_shape
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +308,9 @@ class DockerContainerManager(ContainerManager):
             return
         for rs in TypeAdapter(list[ReplicaSet]).validate_json(self.replicas_file.read_bytes()):
             logger.info("Resuming model %s:%s with %d replica(s) as before", rs.name, rs.version, rs.replicas)
-            self.set_num_replicas(rs.name, rs.version, rs.input_type, rs.image, rs.replicas)
+            self.set_num_replicas(
+                rs.name, rs.version, rs.input_type, rs.image, rs.replicas, input_shape=rs.input_shape
+            )
             self._resumed[(rs.name, rs.version)] = rs.replicas
         self.replicas_file.unlink()
 
@@ -488,10 +492,17 @@ class DockerContainerManager(ContainerManager):
     # ----- model containers -----
 
     def deploy_model(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int = 1,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
         """Start the missing replicas of one model version (Clipper: deploy = set_num_replicas)."""
-        self.set_num_replicas(name, version, input_type, image, num_replicas)
+        self.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
 
     def model_containers(self, name: str, version: str, all_states: bool = True) -> list[Container]:
         label = f"{CLIPPER_MODEL_CONTAINER_LABEL}={model_container_label(name, version)}"
@@ -502,7 +513,14 @@ class DockerContainerManager(ContainerManager):
         return len(self.model_containers(name, version, all_states=False))
 
     def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
         """Add or remove (not just stop) containers until `num_replicas` run."""
         containers = self.model_containers(name, version)
@@ -520,6 +538,7 @@ class DockerContainerManager(ContainerManager):
             "CLIPPER_IP": rpc_host,
             "CLIPPER_PORT": str(rpc_port),
             "CLIPPER_INPUT_TYPE": input_type,
+            **input_shape_env(input_shape),
         }  # CLIPPER_MODEL_PATH: /model is the runtime's default and what model images set
         volumes = {}
         if self.secrets.read(RPC_TOKEN) is not None:  # only the RPC token: model code is the user's
@@ -637,6 +656,7 @@ def replica_plan(containers: list[Container]) -> list[ReplicaSet]:
                 input_type=env.get("CLIPPER_INPUT_TYPE", "doubles"),
                 image=c.attrs["Config"]["Image"],
                 replicas=0,
+                input_shape=parse_input_shape(env.get("CLIPPER_INPUT_SHAPE")),
             ),
         )
         found.replicas += 1

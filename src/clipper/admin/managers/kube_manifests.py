@@ -26,6 +26,7 @@ from clipper.admin.managers.base import (
     CLIPPER_INTERNAL_REDIS_PORT,
     CLIPPER_INTERNAL_RPC_PORT,
     CLIPPER_NAME_LABEL,
+    input_shape_env,
 )
 from clipper.admin.managers.secrets import AUTH_TOKEN, QUERY_TOKEN, REDIS_CONFIG, REDIS_PASSWORD, RPC_TOKEN
 from clipper.config.redis_server import redis_command
@@ -67,6 +68,7 @@ MODEL_NAME_LABEL = "ai.clipper.model.name"
 MODEL_VERSION_LABEL = "ai.clipper.model.version"
 SPEC_ANNOTATION = "ai.clipper/cluster-spec"  # on the management Deployment: what connect() rebuilds from
 INPUT_TYPE_ANNOTATION = "ai.clipper/input-type"
+INPUT_SHAPE_ANNOTATION = "ai.clipper/input-shape"  # CLIPPER_INPUT_SHAPE's value; absent: unshaped
 IMAGE_ANNOTATION = "ai.clipper/model-image"
 REPLICAS_ANNOTATION = (
     "ai.clipper/replicas"  # on the Secret: replica counts kept by stop_all for the next start
@@ -204,6 +206,7 @@ class ModelSpec(BaseModel):
     input_type: str = "doubles"
     image: str = Field(min_length=1)
     replicas: int = Field(default=1, ge=0)
+    input_shape: list[int] | None = None
 
     @field_validator("name", "version")
     @classmethod
@@ -586,6 +589,7 @@ def model_deployment(spec: ClusterSpec, model: ModelSpec) -> Manifest:
         "CLIPPER_MODEL_NAME": model.name,
         "CLIPPER_MODEL_VERSION": model.version,
         "CLIPPER_INPUT_TYPE": model.input_type,
+        **input_shape_env(model.input_shape),
         "CLIPPER_IP": spec.names.query_rpc,
         "CLIPPER_PORT": str(CLIPPER_INTERNAL_RPC_PORT),
         "CLIPPER_READY_FILE": READY_FILE,
@@ -600,6 +604,8 @@ def model_deployment(spec: ClusterSpec, model: ModelSpec) -> Manifest:
     }
     volumes = _with_secrets(spec, container, [RPC_TOKEN])  # model code is the user's: the RPC token only
     annotations = {INPUT_TYPE_ANNOTATION: model.input_type, IMAGE_ANNOTATION: model.image}
+    if model.input_shape is not None:  # so connect() and a restart give new pods the same shape
+        annotations[INPUT_SHAPE_ANNOTATION] = input_shape_env(model.input_shape)["CLIPPER_INPUT_SHAPE"]
     pod = _pod_spec(spec, [container], volumes)
     return _deployment(
         spec,

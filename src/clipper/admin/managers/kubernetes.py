@@ -21,6 +21,7 @@ from clipper.admin.managers.base import ContainerManager
 from clipper.admin.managers.kube_api import KubeApi, load_api_client
 from clipper.admin.managers.secrets import AUTH_TOKEN, QUERY_TOKEN
 from clipper.errors import ClusterError
+from clipper.types import parse_input_shape
 
 logger = logging.getLogger(__name__)
 
@@ -345,10 +346,17 @@ class KubernetesContainerManager(ContainerManager):
     # ----- models -----
 
     def deploy_model(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int = 1,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
         """Create the version's Deployment (or resize it) and wait for its rollout."""
-        self.set_num_replicas(name, version, input_type, image, num_replicas)
+        self.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
 
     def get_num_replicas(self, name: str, version: str) -> int:
         found = self.model_deployment(name, version)
@@ -368,11 +376,23 @@ class KubernetesContainerManager(ContainerManager):
         return self.api.list("Pod", self._selector("model", (name, version)))
 
     def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
         """`replicas=num_replicas` on the version's one Deployment (created if missing); wait for it."""
         model = km.ModelSpec.build(
-            name=name, version=version, input_type=input_type, image=image, replicas=num_replicas
+            name=name,
+            version=version,
+            input_type=input_type,
+            image=image,
+            replicas=num_replicas,
+            input_shape=input_shape,
         )
         if self.model_deployment(name, version) is None:
             self.api.create(km.model_deployment(self.spec, model))
@@ -463,6 +483,7 @@ class KubernetesContainerManager(ContainerManager):
                 name=d.metadata.labels[km.MODEL_NAME_LABEL],
                 version=d.metadata.labels[km.MODEL_VERSION_LABEL],
                 input_type=(d.metadata.annotations or {}).get(km.INPUT_TYPE_ANNOTATION, "doubles"),
+                input_shape=parse_input_shape((d.metadata.annotations or {}).get(km.INPUT_SHAPE_ANNOTATION)),
                 image=(d.metadata.annotations or {}).get(km.IMAGE_ANNOTATION, self.spec.image),
                 replicas=int(d.spec.replicas or 0),
             ).model_dump()
