@@ -17,12 +17,13 @@ SLO_MICROS = 30_000_000  # the first batch may wait on a framework's lazy start;
 
 
 def predict_deployed(
-    conn: ClipperConnection, name: str, deploy: Callable[[], None], inputs: list[Any], input_type: str = "doubles"
+    conn: ClipperConnection, name: str, inputs: list[Any], deployer: Callable[..., None], *args: Any
 ) -> list[Any]:
-    """Register app `name`, run `deploy()` (which deploys model `name`), link them and return the outputs for
-    `inputs` (two or more) sent as one `input_batch`."""
+    """Register app `name`, deploy model `name` version 1 with `deployer(conn, name, 1, "doubles", *args)`,
+    link them and return the outputs for `inputs` (two or more) sent as one `input_batch`."""
+    input_type = "doubles"
     conn.register_application(name, input_type, "null", SLO_MICROS)
-    deploy()
+    deployer(conn, name, 1, input_type, *args)
     conn.link_model_to_app(name, name)
     url = f"http://{conn.get_query_addr()}/{name}/predict"
     answer = predict_until(
@@ -42,4 +43,5 @@ def model_dir(conn: ClipperConnection, name: str, version: str = "1") -> Path:
 def same_numbers(outputs: list[Any], expected: Any) -> bool:
     """Equal up to the last bits: the container may batch the inputs differently from the local call, and
     BLAS kernels round differently by batch size."""
-    return bool(np.allclose(np.asarray(outputs, dtype=np.float64), np.asarray(expected), rtol=1e-5, atol=1e-7))
+    got = np.asarray(outputs, dtype=np.float64)
+    return got.shape == np.shape(expected) and bool(np.allclose(got, expected, rtol=1e-5, atol=1e-7))

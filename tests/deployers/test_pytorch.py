@@ -51,9 +51,7 @@ def test_scriptable_module_is_served_from_torchscript(cluster: ClipperConnection
     torch.manual_seed(0)
     model = Scriptable()
     queries = np.random.default_rng(1).normal(size=(6, 4))
-    outputs = predict_deployed(
-        cluster, "ts", lambda: deploy_pytorch_model(cluster, "ts", 1, "doubles", predict, model), queries.tolist()
-    )
+    outputs = predict_deployed(cluster, "ts", queries.tolist(), deploy_pytorch_model, predict, model)
     assert same_numbers(outputs, expected(model, queries))
     saved = model_dir(cluster, "ts")
     assert sorted(p.name for p in saved.iterdir()) == ["func.pkl", "metadata.json", "model.torchscript.pt"]
@@ -68,9 +66,7 @@ def test_unscriptable_module_is_saved_as_state_dict_without_weights_in_the_pickl
     torch.manual_seed(0)
     model = NotScriptable(width=3)
     queries = np.random.default_rng(2).normal(size=(4, 4))
-    outputs = predict_deployed(
-        cluster, "sd", lambda: deploy_pytorch_model(cluster, "sd", 1, "doubles", predict, model), queries.tolist()
-    )
+    outputs = predict_deployed(cluster, "sd", queries.tolist(), deploy_pytorch_model, predict, model)
     assert same_numbers(outputs, expected(model, queries))
     saved = model_dir(cluster, "sd")
     assert json.loads((saved / "metadata.json").read_text())["format"] == "torch-state-dict"

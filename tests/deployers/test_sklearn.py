@@ -13,7 +13,7 @@ from tests.deployers.conftest import model_dir, predict_deployed, same_numbers
 
 pytest.importorskip("sklearn")
 pytest.importorskip("skops")
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.linear_model import LogisticRegression
 
 
 def test_sklearn_model_answers_as_its_own_predict_proba(cluster: ClipperConnection) -> None:
@@ -25,9 +25,7 @@ def test_sklearn_model_answers_as_its_own_predict_proba(cluster: ClipperConnecti
     def predict(model, inputs):
         return [json.dumps(float(p)) for p in model.predict_proba(inputs)[:, 1]]
 
-    outputs = predict_deployed(
-        cluster, "sk", lambda: deploy_sklearn_model(cluster, "sk", 1, "doubles", predict, model), queries.tolist()
-    )
+    outputs = predict_deployed(cluster, "sk", queries.tolist(), deploy_sklearn_model, predict, model)
     assert same_numbers(outputs, model.predict_proba(queries)[:, 1])
     saved = model_dir(cluster, "sk")
     assert (saved / "model.skops").is_file() and not (saved / "model.joblib").exists()

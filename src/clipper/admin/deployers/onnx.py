@@ -48,7 +48,7 @@ def onnx_saver(onnx_model: Any) -> ModelSaver:
     onnxruntime = importlib.import_module("onnxruntime")
     try:
         onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except (RuntimeError, ValueError) as e:  # onnxruntime's Fail/InvalidGraph errors are RuntimeErrors
+    except Exception as e:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
         raise ClipperException(f"onnxruntime cannot load the ONNX model: {e}") from e
 
     def save(directory: Path) -> FrameworkRecord:
