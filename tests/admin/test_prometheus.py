@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 import requests
 
 from clipper.admin import ClipperConnection
 from clipper.admin.deployers.python import deploy_python_closure
-from clipper.admin.managers import prometheus
+from clipper.admin.managers import prometheus, prometheus_docker
 from clipper.frontends.metrics_targets import FRONTEND_LABEL, TARGETS_PATH
 from tests.admin.conftest import make_manager
 from tests.conftest import free_port, wait_until
@@ -28,10 +30,14 @@ def require_prometheus() -> None:
         pytest.skip("no `prometheus` binary on PATH (apt-get install prometheus)")
 
 
-def serve_and_predict(conn: ClipperConnection, n: int) -> None:
-    """An app answered by a model, asked `n` times (with the query token when the cluster has one)."""
+def serve_and_predict(conn: ClipperConnection, n: int, image: str | None = None) -> None:
+    """An app answered by a model (a closure, or `image`), asked `n` times (with the query token when
+    the cluster has one)."""
     conn.register_application(APP, "doubles", "-1", 5_000_000)
-    deploy_python_closure(conn, APP, 1, "doubles", lambda xs: ["1"] * len(xs))
+    if image is None:
+        deploy_python_closure(conn, APP, 1, "doubles", lambda xs: ["1"] * len(xs))
+    else:
+        conn.deploy_model(APP, 1, "doubles", image)
     conn.link_model_to_app(APP, APP)
     token = conn.cm.get_query_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -72,14 +78,49 @@ def cluster(tmp_path: Path) -> Iterator[ClipperConnection]:
         manager.stop_all()
 
 
-def test_prometheus_finds_the_frontends_request_counter(cluster: ClipperConnection) -> None:
-    metric_addr = cluster.cm.get_metric_addr()
-    assert metric_addr != cluster.get_query_addr()
-    serve_and_predict(cluster, 5)
+def assert_scraped(conn: ClipperConnection) -> None:
+    """After 5 answered predictions, Prometheus (at the metric address) has the frontend's counter."""
+    metric_addr = conn.cm.get_metric_addr()
+    assert metric_addr != conn.get_query_addr()
     promql = f'sum(clipper_app_predictions_total{{app="{APP}", job="{prometheus.FRONTENDS_JOB}"}})'
     wait_until(lambda: query(metric_addr, promql) >= 5, 30, "Prometheus to scrape the predictions")
     frontend = query(metric_addr, f'count(up{{job="{prometheus.FRONTENDS_JOB}"}} == 1)')
     assert frontend == 1  # the one query frontend, scraped with the query token
+
+
+def test_prometheus_finds_the_frontends_request_counter(cluster: ClipperConnection) -> None:
+    serve_and_predict(cluster, 5)
+    assert_scraped(cluster)
+
+
+@pytest.mark.docker
+def test_the_docker_manager_runs_prometheus_which_scrapes_the_frontend(
+    docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clipper/prometheus image (built on first use), on host networking, with every token on."""
+    from clipper.admin.managers.docker import DockerContainerManager
+
+    monkeypatch.setenv("CLIPPER_HOME", str(tmp_path / "home"))
+    manager = DockerContainerManager(
+        cluster_name=f"p-{uuid.uuid4().hex[:8]}",
+        clipper_query_port=free_port(),
+        clipper_management_port=free_port(),
+        clipper_rpc_port=free_port(),
+        redis_port=free_port(),
+        prometheus_port=free_port(),
+        query_auth=True,
+        start_prometheus=True,
+        prometheus_scrape_interval_s=1.0,
+    )
+    conn = ClipperConnection(manager)
+    try:
+        conn.start_clipper(runtime_image, runtime_image, runtime_image)
+        running = {c.labels["ai.clipper.name"]: c for c in manager._containers(all_states=False)}
+        assert prometheus_docker.image_tag() in running["prometheus"].image.tags
+        serve_and_predict(conn, 5, image="clipper/noop-container:0.4.1")
+        assert_scraped(conn)
+    finally:
+        manager.stop_all(graceful=False, remove_state=True)
 
 
 def test_the_targets_list_is_the_live_frontends_behind_the_admin_token(cluster: ClipperConnection) -> None:

@@ -30,6 +30,7 @@ from clipper.frontends.cluster_view import ClusterView
 from clipper.frontends.dashboard import add_dashboard
 from clipper.frontends.errors import MANAGEMENT_ERRORS, lookup
 from clipper.frontends.management_ops import add_replica_routes
+from clipper.frontends.metrics_targets import metrics_targets_router
 from clipper.schema import (
     AddAppRequest,
     AddModelLinksRequest,
@@ -384,5 +385,6 @@ def build_management_app(
 
     add_replica_routes(admin, management)
     add_dashboard(app, admin, ClusterView(management.store, reveal(query_token)))
+    admin.include_router(metrics_targets_router(management))
     app.include_router(admin, responses=ADMIN_RESPONSES)
     return app

@@ -25,6 +25,7 @@ from pydantic import TypeAdapter
 
 from clipper.admin import clipper_images, images
 from clipper.admin.exceptions import ClipperException
+from clipper.admin.managers import prometheus_docker
 from clipper.admin.managers.base import (
     CLIPPER_DOCKER_LABEL,
     CLIPPER_DOCKER_PORT_LABELS,
@@ -104,12 +105,16 @@ class DockerContainerManager(ContainerManager):
         query_auth: bool = False,
         redis_password: str | None = None,
         mount_docker_socket: bool = False,
+        start_prometheus: bool = False,
+        prometheus_scrape_interval_s: float = 5.0,
     ) -> None:
         """Auth keywords as LocalContainerManager's; secrets live in `state_dir`/secrets on this host
         (default `$CLIPPER_HOME/docker/<cluster_name>`), where `connect()` from any process finds them.
 
         `mount_docker_socket`: give the management frontend the engine's socket, so its API (and the
         dashboard) can scale replicas and read their logs. Off by default: the socket is root on this host.
+        `start_prometheus`: also run Prometheus (image clipper/prometheus:<version>, built on first use) on
+        `prometheus_port`, scraping every query frontend; host networking only.
         """
         if use_centralized_log:
             logger.warning("use_centralized_log (fluentd) is not supported; containers log to json-file")
@@ -118,6 +123,7 @@ class DockerContainerManager(ContainerManager):
         self.public_hostname = "127.0.0.1" if docker_ip_address == "localhost" else docker_ip_address
         self.fluentd_port = fluentd_port
         self.prometheus_port = prometheus_port
+        self._prometheus_scrape_s = prometheus_scrape_interval_s if start_prometheus else None
         self.external_redis = redis_ip is not None
         self.redis_ip = redis_ip or "127.0.0.1"
         self.ports = {
@@ -289,6 +295,8 @@ class DockerContainerManager(ContainerManager):
         ]
         wait_running(started + frontends)
         self._wait_serving(frontends)
+        if self._prometheus_scrape_s is not None:
+            prometheus_docker.start(self, self._prometheus_scrape_s)
         self._resume()
 
     def _forget_replicas(self) -> None:
@@ -632,7 +640,8 @@ class DockerContainerManager(ContainerManager):
         return f"{self.public_hostname}:{self.ports['query_rest']}"
 
     def get_metric_addr(self) -> str:
-        return f"{self.public_hostname}:{self.ports['metric']}"
+        """The cluster's Prometheus when it runs one, else the query frontend (its /metrics)."""
+        return prometheus_docker.address(self) or f"{self.public_hostname}:{self.ports['metric']}"
 
 
 def redis_volume_name(cluster_name: str, state_dir: Path) -> str:
