@@ -22,12 +22,15 @@ ENV PIP_CERT=/etc/clipper/ca-certificates.crt \
 RUN python3 -c "import sys; v = '%d.%d' % sys.version_info[:2]; assert v == '${PYTHON_VERSION}', v" \
  && python3 -m venv /opt/venv
 
-# Dependencies first (cached while pyproject.toml is unchanged), then the source.
+# Dependencies first (cached while pyproject.toml is unchanged), then the source. The docker and kubernetes
+# extras let the management frontend act on its cluster's replicas (clipper/admin/replica_control.py).
 COPY pyproject.toml /src/pyproject.toml
 RUN [ -n "${PIP_INDEX_URL:-}" ] || unset PIP_INDEX_URL; \
     [ -n "${PIP_EXTRA_INDEX_URL:-}" ] || unset PIP_EXTRA_INDEX_URL; \
     python3 -c "import tomllib; d = tomllib.load(open('/src/pyproject.toml', 'rb')); \
-print('\n'.join(d['project']['dependencies'] + d['build-system']['requires']))" > /tmp/requirements.txt \
+extras = d['project']['optional-dependencies']; \
+print('\n'.join(d['project']['dependencies'] + d['build-system']['requires'] + extras['docker'] + extras['kubernetes']))" \
+    > /tmp/requirements.txt \
  && echo "cloudpickle==${CLOUDPICKLE_VERSION}" > /tmp/constraints.txt \
  && pip install -r /tmp/requirements.txt -c /tmp/constraints.txt \
  && rm /tmp/requirements.txt /tmp/constraints.txt

@@ -9,7 +9,9 @@ Every method blocks (processes, the Docker SDK, the Kubernetes client): call it 
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -101,17 +103,20 @@ class LocalReplicas:
 class DockerReplicas:
     """Replicas are containers on the engine whose socket the cluster mounted into this container."""
 
-    def __init__(self, manager: DockerContainerManager) -> None:
-        self._manager = manager
-        self._connected = False
+    def __init__(self, build: Callable[[], DockerContainerManager]) -> None:
+        self._build = build
+        self._manager: DockerContainerManager | None = None
+        self._lock = threading.Lock()
 
     @property
     def manager(self) -> DockerContainerManager:
-        """The manager, connected (network, ports, Redis address from the labels) on first use."""
-        if not self._connected:
-            self._manager.connect()
-            self._connected = True
-        return self._manager
+        """The manager, built and connected on first use (not at start: the frontend serves at once)."""
+        with self._lock:
+            if self._manager is None:
+                manager = self._build()
+                manager.connect()
+                self._manager = manager
+            return self._manager
 
     def set_num_replicas(
         self, name: str, version: str, input_type: str, image: str, num_replicas: int
@@ -136,17 +141,21 @@ class DockerReplicas:
 class KubernetesReplicas:
     """Replicas are pods of the version's Deployment; this pod's ServiceAccount may scale it (its Role)."""
 
-    def __init__(self, manager: KubernetesContainerManager) -> None:
-        self._manager = manager
-        self._connected = False
+    def __init__(self, build: Callable[[], KubernetesContainerManager]) -> None:
+        self._build = build
+        self._manager: KubernetesContainerManager | None = None
+        self._lock = threading.Lock()
 
     @property
     def manager(self) -> KubernetesContainerManager:
-        """The manager, connected (the cluster's spec from its management Deployment) on first use."""
-        if not self._connected:
-            self._manager.connect()
-            self._connected = True
-        return self._manager
+        """The manager, built and connected (the cluster's spec from its management Deployment) on first
+        use (not at start: the frontend serves at once)."""
+        with self._lock:
+            if self._manager is None:
+                manager = self._build()
+                manager.connect()
+                self._manager = manager
+            return self._manager
 
     def set_num_replicas(
         self, name: str, version: str, input_type: str, image: str, num_replicas: int
@@ -224,29 +233,37 @@ def replica_control(settings: ManagementFrontendSettings) -> ReplicaControl:
 
 
 def _docker(settings: ManagementFrontendSettings) -> ReplicaControl:
-    try:
-        from docker.errors import DockerException
+    def build() -> DockerContainerManager:
+        try:
+            from docker.errors import DockerException
 
-        from clipper.admin.managers.docker import DockerContainerManager
-    except ModuleNotFoundError as e:
-        return Unavailable(f"Acting on Docker containers needs the '{e.name}' package in this image.")
-    try:
-        manager = DockerContainerManager(settings.cluster_name, state_dir=settings.state_dir)
-    except DockerException as e:
-        return Unavailable(
-            f"No Docker engine here ({e}); create the DockerContainerManager with mount_docker_socket=True "
-            "and start the cluster again."
-        )
-    return DockerReplicas(manager)
+            from clipper.admin.managers.docker import DockerContainerManager
+        except ModuleNotFoundError as e:
+            raise CannotManageReplicas(
+                f"Acting on Docker needs the '{e.name}' package in this image"
+            ) from None
+        try:
+            return DockerContainerManager(settings.cluster_name, state_dir=settings.state_dir)
+        except DockerException as e:
+            raise CannotManageReplicas(
+                f"No Docker engine answers here ({e}); create the DockerContainerManager with "
+                "mount_docker_socket=True and start the cluster again"
+            ) from None
+
+    return DockerReplicas(build)
 
 
 def _kubernetes(settings: ManagementFrontendSettings) -> ReplicaControl:
-    try:
-        from clipper.admin.managers.kubernetes import KubernetesContainerManager
-    except ModuleNotFoundError as e:
-        return Unavailable(f"Acting on Kubernetes needs the '{e.name}' package in this image.")
-    try:
-        manager = KubernetesContainerManager(settings.cluster_name, namespace=settings.namespace)
-    except ClusterError as e:
-        return Unavailable(f"No Kubernetes credentials here: {e}")
-    return KubernetesReplicas(manager)
+    def build() -> KubernetesContainerManager:
+        try:
+            from clipper.admin.managers.kubernetes import KubernetesContainerManager
+        except ModuleNotFoundError as e:
+            raise CannotManageReplicas(
+                f"Acting on Kubernetes needs the '{e.name}' package in this image"
+            ) from None
+        try:
+            return KubernetesContainerManager(settings.cluster_name, namespace=settings.namespace)
+        except ClusterError as e:
+            raise CannotManageReplicas(f"No Kubernetes credentials here: {e}") from None
+
+    return KubernetesReplicas(build)

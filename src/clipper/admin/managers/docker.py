@@ -383,18 +383,19 @@ class DockerContainerManager(ContainerManager):
         }
 
     def _replica_control_volumes(self) -> dict[str, dict[str, str]]:
-        """The engine's socket, and the secrets at this host's path: the volumes of the replicas the
-        management frontend starts name host paths."""
+        """The engine's socket, and the state directory (its secrets) read-only at this host's path: the
+        volumes of the replicas the management frontend starts name host paths. (Not the secrets directory
+        itself: it is mounted already, at SECRETS_MOUNT, and a host path is one key of the volumes.)"""
         if not self.mount_docker_socket:
             return {}
         socket = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         if not socket.startswith("unix://"):
             raise ClusterError(f"mount_docker_socket needs a unix socket, not DOCKER_HOST={socket}")
         path = socket.removeprefix("unix://")
-        secrets_dir = str(self.secrets.directory)
+        state = str(self.state_dir)
         return {
             path: {"bind": "/var/run/docker.sock", "mode": "rw"},
-            secrets_dir: {"bind": secrets_dir, "mode": "ro"},
+            state: {"bind": state, "mode": "ro"},
         }
 
     def _secrets_volume(self) -> dict[str, dict[str, str]]:

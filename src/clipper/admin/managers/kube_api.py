@@ -130,11 +130,12 @@ class KubeApi:
         shown = None
         while True:
             obj = self.must(f"read {kind} {name}", read, name, self.namespace)
-            st = obj.status
-            ready, total = st.ready_replicas or 0, st.replicas or 0
-            updated = st.updated_replicas or 0
+            st = obj.status  # None until the controller first writes it (just after a create)
+            ready, total = (st.ready_replicas or 0, st.replicas or 0) if st else (0, 0)
+            updated = (st.updated_replicas or 0) if st else 0
             if (
-                (st.observed_generation or 0) >= (obj.metadata.generation or 0)
+                st is not None
+                and (st.observed_generation or 0) >= (obj.metadata.generation or 0)
                 and ready >= want
                 and updated >= want
                 and total <= want

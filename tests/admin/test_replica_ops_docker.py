@@ -1,0 +1,66 @@
+"""Replica management through the management frontend's container on a real Docker engine: given the
+engine's socket (`mount_docker_socket=True`), it scales a model version by the cluster's own manager."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from clipper.admin.connection import ClipperConnection
+from clipper.admin.managers.docker import DockerContainerManager
+from tests.conftest import free_port, wait_until
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def cluster(
+    docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ClipperConnection]:
+    monkeypatch.setenv("CLIPPER_HOME", str(tmp_path / "home"))
+    manager = DockerContainerManager(
+        cluster_name=f"t-{uuid.uuid4().hex[:8]}",
+        clipper_query_port=free_port(),
+        clipper_management_port=free_port(),
+        clipper_rpc_port=free_port(),
+        redis_port=free_port(),
+        mount_docker_socket=True,
+    )
+    try:
+        manager.start_clipper(runtime_image, runtime_image, runtime_image, 1024, 1, 5, 300)
+        conn = ClipperConnection(manager)
+        conn.connect()
+        # start_clipper waits for the query frontends only; the management frontend may still be importing.
+        wait_until(lambda: _pings(f"http://{manager.get_admin_addr()}/admin/ping"), 60, "the management API")
+        yield conn
+    finally:
+        manager.stop_all(graceful=False, remove_state=True)
+
+
+def _pings(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_scale_1_to_2_through_the_management_container(cluster: ClipperConnection) -> None:
+    cluster.deploy_model("m", "1", "doubles", "clipper/noop-container:0.4.1")
+    assert cluster.get_num_replicas("m", "1") == 1
+    base = f"http://{cluster.cm.get_admin_addr()}/admin"
+    auth = {"Authorization": f"Bearer {cluster.cm.get_admin_token()}"}
+    body = {"model_name": "m", "model_version": "1", "num_replicas": 2}
+    r = requests.post(f"{base}/set_num_replicas", json=body, headers=auth, timeout=90)
+    assert r.status_code == 200, r.text
+    assert cluster.get_num_replicas("m", "1") == 2
+    cluster.wait_for_model("m", "1", num_replicas=2, timeout_s=60)  # the new one joined the frontend
+    listed = requests.get(
+        f"{base}/get_replicas", params={"model_name": "m", "model_version": "1"}, headers=auth, timeout=30
+    ).json()
+    assert len(listed) == 2 and all(r["kind"] == "container" and r["state"] == "running" for r in listed)
+    assert all(r["uptime_s"] is not None and r["uptime_s"] >= 0 for r in listed)
