@@ -66,7 +66,8 @@ def management_process(redis_url: str, tmp_path: Path) -> Iterator[Callable[...,
 
 
 class Load:
-    """Predict requests from a background thread, round-robin over `urls`, until stopped."""
+    """Predict requests from a background thread, round-robin over `urls`, until stopped; each input is
+    sent twice, so about half are cache hits."""
 
     def __init__(self, urls: list[str], headers: dict[str, str] | None = None) -> None:
         self.sent = 0
@@ -83,7 +84,7 @@ class Load:
                     return
                 url = self._urls[k % len(self._urls)]
                 try:
-                    session.post(url, json={"input": [float(k % 7)]}, headers=self._headers, timeout=5)
+                    session.post(url, json={"input": [float(k // 2)]}, headers=self._headers, timeout=5)
                 except requests.RequestException:
                     continue  # a frontend the test killed; the others keep the load up
                 self.sent += 1

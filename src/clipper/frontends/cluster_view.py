@@ -84,8 +84,8 @@ class Window:
         """Per-second increase of a counter, summed over series and frontends."""
         return sum(delta / seconds for _, delta, seconds in self._deltas(name, match, frontend))
 
-    def increase(self, name: str, match: Labels) -> float:
-        return sum(delta for _, delta, _ in self._deltas(name, match))
+    def increase(self, name: str, match: Labels, frontend: str | None = None) -> float:
+        return sum(delta for _, delta, _ in self._deltas(name, match, frontend))
 
     def rates_by(self, name: str, match: Labels, label: str, missing: str) -> dict[str, float]:
         """Rates grouped by one label's value (`missing` where the series lacks it)."""
@@ -95,19 +95,27 @@ class Window:
             out[key] = out.get(key, 0.0) + delta / seconds
         return out
 
-    def quantile_ms(self, histogram: str, match: Labels, q: float) -> float | None:
+    def quantile_ms(
+        self, histogram: str, match: Labels, q: float, frontend: str | None = None
+    ) -> float | None:
         """The q-quantile of a seconds histogram over the window, from its bucket increases, in ms."""
         buckets: dict[float, float] = {}
-        for labels, delta, _ in self._deltas(f"{histogram}_bucket", match):
+        for labels, delta, _ in self._deltas(f"{histogram}_bucket", match, frontend):
             bound = float(labels["le"])
             buckets[bound] = buckets.get(bound, 0.0) + delta
         value = quantile(sorted(buckets.items()), q)
         return None if value is None else value * 1000
 
-    def gauge(self, name: str, match: Labels) -> float | None:
+    def gauge(self, name: str, match: Labels, frontend: str | None = None) -> float | None:
         """A gauge's current value summed over frontends; None when no frontend exports it."""
-        values = [v for _, cur in self._pairs.values() for _, v in _matching(cur.samples, name, match)]
+        values = [v for fid, (_, cur) in self._pairs.items() if frontend in (None, fid)
+                  for _, v in _matching(cur.samples, name, match)]  # fmt: skip
         return sum(values) if values else None
+
+    def series(self, name: str, match: Labels) -> list[tuple[str, Labels]]:
+        """(frontend id, labels) of every series of `name` in the latest scrapes."""
+        return [(fid, labels) for fid, (_, cur) in sorted(self._pairs.items())
+                for labels, _ in _matching(cur.samples, name, match)]  # fmt: skip
 
 
 def quantile(cumulative: list[tuple[float, float]], q: float) -> float | None:
@@ -151,6 +159,20 @@ class AppView(BaseModel):
     cache_hit_ratio: float | None
 
 
+class ReplicaMetricsView(BaseModel):
+    """One replica as one frontend sees it (ids are per frontend: a replica linked to two has two)."""
+
+    frontend: str
+    replica: str
+    predictions_per_s: float
+    batches_per_s: float
+    mean_batch_size: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    failed_batches_per_s: float
+    last_heard_s: float | None
+
+
 class ModelView(BaseModel):
     name: str
     version: str
@@ -167,6 +189,7 @@ class ModelView(BaseModel):
     errors_per_s: float
     cache_hit_ratio: float | None
     linked_apps: list[str]
+    replica_metrics: list[ReplicaMetricsView]
 
 
 class ClusterViewReply(BaseModel):
@@ -332,4 +355,26 @@ def _model_view(
         errors_per_s=window.rate("clipper_model_failed_batches_total", match),
         cache_hit_ratio=_hit_ratio(window, match),
         linked_apps=links.get(model.model_name, []),
+        replica_metrics=_replica_metrics(window, match),
     )
+
+
+def _replica_metrics(window: Window, match: Labels) -> list[ReplicaMetricsView]:
+    """Per-replica series the frontends export (`clipper_replica_*`), one row per frontend and replica."""
+    rows = []
+    for fid, labels in window.series("clipper_replica_last_heard_seconds", match):
+        one = match | {"replica": labels["replica"]}
+        batches = window.increase("clipper_replica_batch_size_count", one, fid)
+        size_sum = window.increase("clipper_replica_batch_size_sum", one, fid)
+        rows.append(ReplicaMetricsView(
+            frontend=fid,
+            replica=labels["replica"],
+            predictions_per_s=window.rate("clipper_replica_predictions_total", one, fid),
+            batches_per_s=window.rate("clipper_replica_batch_size_count", one, fid),
+            mean_batch_size=size_sum / batches if batches else None,
+            p50_ms=window.quantile_ms("clipper_replica_batch_latency_seconds", one, 0.5, fid),
+            p99_ms=window.quantile_ms("clipper_replica_batch_latency_seconds", one, 0.99, fid),
+            failed_batches_per_s=window.rate("clipper_replica_failed_batches_total", one, fid),
+            last_heard_s=window.gauge("clipper_replica_last_heard_seconds", one, fid),
+        ))  # fmt: skip
+    return rows

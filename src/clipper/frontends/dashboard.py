@@ -18,7 +18,7 @@ from clipper.frontends.cluster_view import ClusterView, ClusterViewReply
 STATIC_DIR = Path(__file__).with_name("dashboard_static")
 
 
-def add_dashboard(app: FastAPI, admin: APIRouter, view: ClusterView) -> None:
+def add_dashboard(app: FastAPI, admin: APIRouter, view: ClusterView, auth_required: bool) -> None:
     """Serve /dashboard (page and assets) on `app` and GET /admin/cluster_view on the guarded `admin`."""
 
     @admin.get("/cluster_view", tags=["dashboard"], response_model=ClusterViewReply)
@@ -30,5 +30,10 @@ def add_dashboard(app: FastAPI, admin: APIRouter, view: ClusterView) -> None:
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard() -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/dashboard/auth", include_in_schema=False)
+    async def auth() -> dict[str, bool]:
+        """Whether /admin needs a token, so the page asks for it before its first call is refused."""
+        return {"required": auth_required}
 
     app.mount("/dashboard/static", StaticFiles(directory=str(STATIC_DIR)), name="dashboard-static")

@@ -384,7 +384,7 @@ def build_management_app(
         return await management.state(req.app_name, req.uid)
 
     add_replica_routes(admin, management)
-    add_dashboard(app, admin, ClusterView(management.store, reveal(query_token)))
+    add_dashboard(app, admin, ClusterView(management.store, reveal(query_token)), auth_token is not None)
     admin.include_router(metrics_targets_router(management))
     app.include_router(admin, responses=ADMIN_RESPONSES)
     return app
