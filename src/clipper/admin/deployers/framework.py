@@ -1,14 +1,13 @@
-"""The steps every framework deployer shares: save the model in its format, record it, deploy the directory.
+"""The steps every deployer shares: save the model's files, record them, deploy the directory.
 
-A deployer module only knows its framework: it hands `deploy_framework_model` a `save_model(directory)` that
-writes the model file (clipper.runtime.frameworks.MODEL_FILES) and returns the FrameworkRecord (format and
-exact package versions). The user's `func(model, inputs)` is saved beside it with save_closure, and the
-runtime loads the model once at start and calls `func` with it, as Clipper's framework containers did.
+A framework's `save_model(directory)` (a ModelSaver) writes the model in its format (MODEL_FILES of
+clipper.runtime.frameworks) and returns the FrameworkRecord (format, exact package versions); the user's
+`func(model, inputs)` is saved beside it with save_closure, and the runtime loads the model once at start
+and calls `func` with it, as Clipper's framework containers did.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -16,6 +15,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,42 +83,44 @@ def save_framework_model(func: Callable[[Any, Any], Any], save_model: ModelSaver
     logger.info("saved a %s model in %s needing %s", record.format, directory, record.packages)
 
 
+@dataclass(frozen=True)
+class DeployOptions:
+    """The deploy settings every Clipper deployer takes after the model, with Clipper's defaults."""
+
+    base_image: str = "default"
+    labels: list[str] | None = None
+    registry: str | None = None
+    num_replicas: int = 1
+    batch_size: int = -1
+    pkgs_to_install: list[str] | None = None
+    input_shape: list[int] | None = None  # ours: numeric inputs reach the model as one (batch, *shape) array
+
+
 def deploy_saved_model(
     clipper_conn: ClipperConnection,
     name: str,
     version: Any,
     input_type: str,
     save: Callable[[Path], object],
-    base_image: str = "default",
-    labels: list[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: list[str] | None = None,
-    input_shape: list[int] | None = None,
+    options: DeployOptions,
 ) -> None:
     """`save(directory)` the model's files, start its replicas and register the version (it becomes current).
 
     The version is checked first: an existing one is refused before its files or image are touched. With
     the local manager the directory is the model's own (removed again if the deploy fails) and replicas run
-    in this environment; an image-building manager (Docker) gets a temporary build context instead.
+    in this environment, which must have the packages a framework model records (the manager checks them
+    before any replica starts); an image-building manager (Docker) gets a temporary build context instead.
     """
     version = str(version)
     clipper_conn.check_new_version(name, version)
+    o = options
     path = clipper_conn.cm.model_directory(name, version)
     if path is not None:
         try:
-            check_local_packages(pkgs_to_install)
+            check_local_packages(o.pkgs_to_install)
             save(path)
             clipper_conn.deploy_model(
-                name,
-                version,
-                input_type,
-                str(path),
-                labels,
-                num_replicas,
-                batch_size,
-                input_shape=input_shape,
+                name, version, input_type, str(path), o.labels, o.num_replicas, o.batch_size, o.input_shape
             )
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
@@ -127,49 +129,6 @@ def deploy_saved_model(
         with tempfile.TemporaryDirectory(suffix="clipper") as tmp:
             save(Path(tmp))
             clipper_conn.build_and_deploy_model(
-                name,
-                version,
-                input_type,
-                tmp,
-                base_image,
-                labels,
-                registry,
-                num_replicas,
-                batch_size,
-                pkgs_to_install,
-                input_shape=input_shape,
-            )
-
-
-def deploy_framework_model(
-    clipper_conn: ClipperConnection,
-    name: str,
-    version: Any,
-    input_type: str,
-    func: Callable[[Any, Any], Any],
-    save_model: ModelSaver,
-    base_image: str = "default",
-    labels: list[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: list[str] | None = None,
-) -> None:
-    """Save the model in its format and `func` beside it, then deploy the directory (deploy_saved_model).
-
-    The local manager refuses recorded packages this environment lacks (or has in other versions) before
-    any replica starts; an image-building manager installs them into the model image instead.
-    """
-    deploy_saved_model(
-        clipper_conn,
-        name,
-        version,
-        input_type,
-        functools.partial(save_framework_model, func, save_model),
-        base_image,
-        labels,
-        registry,
-        num_replicas,
-        batch_size,
-        pkgs_to_install,
-    )
+                name, version, input_type, tmp, o.base_image, o.labels, o.registry, o.num_replicas,
+                o.batch_size, o.pkgs_to_install, o.input_shape,
+            )  # fmt: skip

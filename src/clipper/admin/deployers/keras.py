@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import importlib
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clipper.admin.connection import ClipperConnection
-from clipper.admin.deployers.framework import ModelSaver, deploy_framework_model, installed_pins, model_path
+from clipper.admin.deployers.clipper_api import framework_deployer, framework_endpoint
+from clipper.admin.deployers.framework import ModelSaver, installed_pins, model_path
 from clipper.admin.exceptions import ClipperException
 from clipper.runtime.closure import FrameworkRecord
 from clipper.runtime.frameworks import ModelFormat
@@ -45,21 +44,5 @@ def keras_saver(model_path_or_object: Any) -> ModelSaver:
     return save
 
 
-def deploy_keras_model(
-    clipper_conn: ClipperConnection,
-    name: str,
-    version: Any,
-    input_type: str,
-    func: Callable[[Any, Any], Any],
-    model_path_or_object: Any,
-    base_image: str = "default",
-    labels: list[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: list[str] | None = None,
-) -> None:
-    """Deploy a Keras model; replicas load it once and answer with `func(model, inputs)`."""
-    options = (base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
-    saver = keras_saver(model_path_or_object)
-    deploy_framework_model(clipper_conn, name, version, input_type, func, saver, *options)
+deploy_keras_model = framework_deployer(__name__, "model_path_or_object", keras_saver)
+create_endpoint = framework_endpoint(__name__, "model_path_or_object", deploy_keras_model)

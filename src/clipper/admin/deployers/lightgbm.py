@@ -4,11 +4,10 @@ The runtime hands `func` a `lightgbm.Booster` (a scikit-learn wrapper is saved a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from clipper.admin.connection import ClipperConnection
-from clipper.admin.deployers.framework import ModelSaver, booster_saver, deploy_framework_model
+from clipper.admin.deployers.clipper_api import framework_deployer, framework_endpoint
+from clipper.admin.deployers.framework import ModelSaver, booster_saver
 from clipper.runtime.frameworks import ModelFormat
 
 
@@ -18,22 +17,5 @@ def lightgbm_saver(lightgbm_model: Any) -> ModelSaver:
     return booster_saver(booster, ModelFormat.LIGHTGBM_TEXT, "lightgbm")
 
 
-def deploy_lightgbm_model(
-    clipper_conn: ClipperConnection,
-    name: str,
-    version: Any,
-    input_type: str,
-    func: Callable[[Any, Any], Any],
-    lightgbm_model: Any,
-    base_image: str = "default",
-    labels: list[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: list[str] | None = None,
-) -> None:
-    """Deploy `lightgbm_model`; replicas load the booster once and answer with `func(booster, inputs)`."""
-    options = (base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
-    deploy_framework_model(
-        clipper_conn, name, version, input_type, func, lightgbm_saver(lightgbm_model), *options
-    )
+deploy_lightgbm_model = framework_deployer(__name__, "lightgbm_model", lightgbm_saver)
+create_endpoint = framework_endpoint(__name__, "lightgbm_model", deploy_lightgbm_model)

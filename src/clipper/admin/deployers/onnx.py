@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from clipper.admin.connection import ClipperConnection
-from clipper.admin.deployers.framework import ModelSaver, deploy_framework_model, installed_pins, model_path
+from clipper.admin.deployers.clipper_api import framework_deployer, framework_endpoint
+from clipper.admin.deployers.framework import ModelSaver, installed_pins, model_path
 from clipper.admin.exceptions import ClipperException
 from clipper.runtime.closure import FrameworkRecord
 from clipper.runtime.frameworks import ModelFormat
@@ -58,23 +59,8 @@ def onnx_saver(onnx_model: Any) -> ModelSaver:
     return save
 
 
-def deploy_onnx_model(
-    clipper_conn: ClipperConnection,
-    name: str,
-    version: Any,
-    input_type: str,
-    func: Callable[[Any, Any], Any],
-    onnx_model: Any,
-    base_image: str = "default",
-    labels: list[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: list[str] | None = None,
-) -> None:
-    """Deploy `onnx_model`; replicas open one onnxruntime session and answer with `func(session, inputs)`."""
-    options = (base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
-    deploy_framework_model(clipper_conn, name, version, input_type, func, onnx_saver(onnx_model), *options)
+deploy_onnx_model = framework_deployer(__name__, "onnx_model", onnx_saver)
+create_endpoint = framework_endpoint(__name__, "onnx_model", deploy_onnx_model)
 
 
 def export_pytorch_model(pytorch_model: Any, inputs: Any) -> bytes:
@@ -112,12 +98,13 @@ def deploy_pytorch_model(
     onnx_backend: str = "onnxruntime",
     batch_size: int = -1,
     pkgs_to_install: list[str] | None = None,
+    input_shape: list[int] | None = None,
 ) -> None:
     """Clipper 0.4's ONNX path: export `pytorch_model` (example `inputs`) to ONNX and deploy it."""
     if onnx_backend not in BACKENDS:
         raise ClipperException(
             f"onnx_backend must be 'onnxruntime' (or Clipper's 'caffe2'), not {onnx_backend!r}"
         )
-    options = (base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
+    options = (base_image, labels, registry, num_replicas, batch_size, pkgs_to_install, input_shape)
     onnx_model = export_pytorch_model(pytorch_model, inputs)
     deploy_onnx_model(clipper_conn, name, version, input_type, func, onnx_model, *options)

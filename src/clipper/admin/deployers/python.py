@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clipper.admin.connection import ClipperConnection
-from clipper.admin.deployers.framework import deploy_saved_model
+from clipper.admin.deployers.framework import DeployOptions, deploy_saved_model
 from clipper.runtime.closure import save_closure
 
 logger = logging.getLogger(__name__)
@@ -38,19 +38,11 @@ def deploy_python_closure(
     The version is checked first: an existing one is refused before its files or image are touched.
     `input_shape` (ours, numeric types): `func` gets each batch as one (batch, *input_shape) array.
     """
+    options = DeployOptions(
+        base_image, labels, registry, num_replicas, batch_size, pkgs_to_install, input_shape
+    )
     deploy_saved_model(
-        clipper_conn,
-        name,
-        version,
-        input_type,
-        functools.partial(save_closure, func),
-        base_image,
-        labels,
-        registry,
-        num_replicas,
-        batch_size,
-        pkgs_to_install,
-        input_shape=input_shape,
+        clipper_conn, name, version, input_type, functools.partial(save_closure, func), options
     )
     logger.info("Python closure saved and model %s:%s deployed", name, version)
 

@@ -9,14 +9,13 @@ import copy
 import importlib
 import logging
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
-from clipper.admin.connection import ClipperConnection
-from clipper.admin.deployers.framework import ModelSaver, deploy_framework_model, installed_pins, model_path
+from clipper.admin.deployers.clipper_api import framework_deployer, framework_endpoint
+from clipper.admin.deployers.framework import ModelSaver, installed_pins, model_path
 from clipper.runtime.closure import FrameworkRecord
 from clipper.runtime.frameworks import TORCH_MODULE_FILE, ModelFormat
 
@@ -51,22 +50,5 @@ def pytorch_saver(pytorch_model: Any) -> ModelSaver:
     return save
 
 
-def deploy_pytorch_model(
-    clipper_conn: ClipperConnection,
-    name: str,
-    version: Any,
-    input_type: str,
-    func: Callable[[Any, Any], Any],
-    pytorch_model: Any,
-    base_image: str = "default",
-    labels: list[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: list[str] | None = None,
-) -> None:
-    """Deploy `pytorch_model`; replicas load it once and answer with `func(model, inputs)`."""
-    options = (base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
-    deploy_framework_model(
-        clipper_conn, name, version, input_type, func, pytorch_saver(pytorch_model), *options
-    )
+deploy_pytorch_model = framework_deployer(__name__, "pytorch_model", pytorch_saver)
+create_endpoint = framework_endpoint(__name__, "pytorch_model", deploy_pytorch_model)

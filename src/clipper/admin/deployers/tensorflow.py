@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clipper.admin.connection import ClipperConnection
-from clipper.admin.deployers.framework import ModelSaver, deploy_framework_model, installed_pins, model_path
+from clipper.admin.deployers.clipper_api import framework_deployer, framework_endpoint
+from clipper.admin.deployers.framework import ModelSaver, installed_pins, model_path
 from clipper.admin.exceptions import ClipperException
 from clipper.runtime.closure import FrameworkRecord
 from clipper.runtime.frameworks import ModelFormat
@@ -48,21 +48,5 @@ def tensorflow_saver(tf_sess_or_saved_model_path: Any) -> ModelSaver:
     return save
 
 
-def deploy_tensorflow_model(
-    clipper_conn: ClipperConnection,
-    name: str,
-    version: Any,
-    input_type: str,
-    func: Callable[[Any, Any], Any],
-    tf_sess_or_saved_model_path: Any,
-    base_image: str = "default",
-    labels: list[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: list[str] | None = None,
-) -> None:
-    """Deploy a SavedModel; replicas load it once and answer with `func(loaded, inputs)`."""
-    options = (base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
-    saver = tensorflow_saver(tf_sess_or_saved_model_path)
-    deploy_framework_model(clipper_conn, name, version, input_type, func, saver, *options)
+deploy_tensorflow_model = framework_deployer(__name__, "tf_sess_or_saved_model_path", tensorflow_saver)
+create_endpoint = framework_endpoint(__name__, "tf_sess_or_saved_model_path", deploy_tensorflow_model)
