@@ -396,8 +396,8 @@ class SetNumReplicasRequest(_Request):
 
     model_name: str
     model_version: str
-    num_replicas: int = Field(
-        ge=0, description="Replicas wanted; at most the frontend's `max_replicas` (default 32)."
+    num_replicas: Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_integral)] = Field(
+        description="Replicas wanted; at most the frontend's `max_replicas` (CLIPPER_MAX_REPLICAS: 32)."
     )
 
 
