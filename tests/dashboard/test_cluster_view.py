@@ -48,6 +48,9 @@ def test_two_frontends_under_load_then_one_killed(make_cluster, management_proce
     assert model["current"] and model["version"] == "1" and model["replicas"] == 1
     assert model["predictions_per_s"] > 0 and model["batches_per_s"] > 0 and model["mean_batch_size"] >= 1
     assert model["p50_ms"] is not None and model["errors_per_s"] == 0
+    # The one replica as each frontend sees it (each frontend gives it its own id).
+    assert {r["frontend"] for r in model["replica_metrics"]} == {f["id"] for f in view["frontends"]}
+    assert sum(r["predictions_per_s"] for r in model["replica_metrics"]) > 0
     # Requests summed over frontends: the app's rate is the frontends' rates added up.
     assert app["requests_per_s"] == pytest.approx(sum(f["requests_per_s"] for f in view["frontends"]))
 
