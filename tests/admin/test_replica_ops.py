@@ -3,6 +3,10 @@ through the cluster's own LocalContainerManager, lists its processes and reads t
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +14,7 @@ import requests
 
 from clipper.admin import ClipperConnection
 from clipper.admin.clipper_images import NOOP_PREDICT_MODULE
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 
 
 class Admin:
@@ -109,3 +113,40 @@ def test_calls_need_the_admin_token(admin: Admin) -> None:
     r = requests.get(f"{admin.base}/get_replicas", params={"model_name": "ops"}, headers=wrong, timeout=10)
     assert r.status_code == 401
     assert requests.get(f"{admin.base}/get_model_logs", timeout=10).status_code == 401
+
+
+def test_a_frontend_started_without_a_manager_says_how_to_enable_it(redis_url: str, tmp_path: Path) -> None:
+    """A management frontend run by hand (no CLIPPER_REPLICA_CONTROL) validates as ever, then answers 501."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/admin"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPPER_")}
+    env |= {"CLIPPER_REDIS_URL": redis_url, "CLIPPER_MANAGEMENT_PORT": str(port)}
+    with open(tmp_path / "management.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clipper.frontends.management"], env=env, stdout=log, stderr=log
+        )
+    try:
+        wait_until(lambda: _status(f"{base}/ping") == 200, 30, "the management frontend")
+        model = {"model_name": "m", "model_version": "1", "labels": [], "input_type": "doubles",
+                 "container_name": "img:1", "model_data_path": "DEPRECATED", "batch_size": -1}  # fmt: skip
+        assert requests.post(f"{base}/add_model", json=model, timeout=10).status_code == 200
+        body = {"model_name": "m", "model_version": "1", "num_replicas": 2}
+        r = requests.post(f"{base}/set_num_replicas", json=body, timeout=10)
+        assert r.status_code == 501
+        assert "CLIPPER_REPLICA_CONTROL" in r.text and "mount_docker_socket=True" in r.text
+        params = {"model_name": "m", "model_version": "1"}
+        assert requests.get(f"{base}/get_replicas", params=params, timeout=10).status_code == 501
+        unknown = requests.post(f"{base}/set_num_replicas", json=body | {"model_name": "x"}, timeout=10)
+        assert (
+            unknown.status_code == 400
+        )  # validation first: the model must exist whatever the frontend can do
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _status(url: str) -> int | None:
+    try:
+        return requests.get(url, timeout=2).status_code
+    except requests.ConnectionError:
+        return None
