@@ -71,9 +71,13 @@ class Terminal:
 
     def __init__(self, tmp_path: Path, command: list[str]) -> None:
         self.socket = f"clipper-top-{uuid.uuid4().hex[:8]}"
-        config = tmp_path / "tmux.conf"
-        config.write_text("set -g remain-on-exit on\n")  # keep the pane, so its exit status can be read
-        self._tmux("-f", str(config), "new-session", "-d", "-x", "160", "-y", "50", shlex.join(command))
+        config = tmp_path / f"{self.socket}.conf"
+        config.write_text("set -g remain-on-exit on\n")  # the screen stays readable after the command exits
+        # The shell writes the status (tmux's #{pane_dead_status} stays empty until tmux reaps the child);
+        # its `trap :` lets it outlive the Ctrl-C its child gets, and is reset to the default in the child.
+        self._status = tmp_path / f"{self.socket}.status"
+        script = f"trap : INT; {shlex.join(command)}; echo $? > {shlex.quote(str(self._status))}"
+        self._tmux("-f", str(config), "new-session", "-d", "-x", "160", "-y", "50", "sh", "-c", script)
 
     def _tmux(self, *args: str) -> str:
         done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
@@ -87,12 +91,9 @@ class Terminal:
         self._tmux("send-keys", key)
 
     def exit_status(self) -> str | None:
-        """How the command ended once it has: its exit status, or `signal N`; None while it runs."""
-        shown = self._tmux("display-message", "-p", "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}")
-        dead, status, signal = shown.strip().split(":")
-        if dead != "1" or not (status or signal):  # tmux may mark the pane dead before it has the status
-            return None
-        return status or f"signal {signal}"
+        """The command's exit status once it has exited, else None."""
+        text = self._status.read_text() if self._status.exists() else ""
+        return text.strip() if text.endswith("\n") else None
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
@@ -188,11 +189,12 @@ def test_once_with_no_such_cluster_or_a_stopped_one_says_so_in_one_line(
     assert done.stderr.count("\n") == 1 and f"127.0.0.1:{port} is unreachable" in done.stderr, done.stderr
 
 
-def test_a_refused_token_is_one_line_and_the_live_view_keeps_retrying(
+def test_a_refused_token_is_one_line_and_the_live_view_retries_until_it_is_right(
     cluster: LocalContainerManager, tmp_path: Path, terminal
 ) -> None:
     wrong = copy_of_cluster(cluster, tmp_path / "wrong")
-    ClusterSecrets(wrong.state_dir / "secrets").enable({AUTH_TOKEN: True}, {AUTH_TOKEN: "not-the-token"})
+    secrets = ClusterSecrets(wrong.state_dir / "secrets")
+    secrets.enable({AUTH_TOKEN: True}, {AUTH_TOKEN: "not-the-token"})
     done = subprocess.run(top_command(wrong, "--once"), capture_output=True, text=True, timeout=30)
     assert done.returncode == 1, done.stdout
     assert done.stderr.count("\n") == 1 and "refused the admin token (401)" in done.stderr, done.stderr
@@ -200,6 +202,12 @@ def test_a_refused_token_is_one_line_and_the_live_view_keeps_retrying(
     term = terminal(top_command(wrong, "--interval", "0.2"))
     wait_until(lambda: "refused the admin token" in term.screen(), timeout_s=20, what="the message on screen")
     assert "retrying" in term.screen() and term.exit_status() is None
+
+    token = cluster.get_admin_token()
+    assert token is not None
+    secrets.write(AUTH_TOKEN, token)
+    wait_until(lambda: row(term.screen(), APP) is not None, timeout_s=20, what="the app's row once let in")
+    assert "refused" not in term.screen()
     term.press("C-c")
     wait_until(lambda: term.exit_status() is not None, timeout_s=10, what="top to exit on Ctrl-C")
     assert term.exit_status() == "0" and "Traceback" not in term.screen()
