@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -70,17 +70,18 @@ class Terminal:
     """One command in a detached tmux pane (its own tmux server), read as the screen shows it."""
 
     def __init__(self, tmp_path: Path, command: list[str]) -> None:
-        self.socket = f"clipper-top-{uuid.uuid4().hex[:8]}"
-        config = tmp_path / f"{self.socket}.conf"
+        name = f"tmux-{uuid.uuid4().hex[:8]}"
+        self.socket = str(tmp_path / name)  # not in /tmp/tmux-<uid>, where tmux leaves it after kill-server
+        config = tmp_path / f"{name}.conf"
         config.write_text("set -g remain-on-exit on\n")  # the screen stays readable after the command exits
         # The shell writes the status (tmux's #{pane_dead_status} stays empty until tmux reaps the child);
         # its `trap :` lets it outlive the Ctrl-C its child gets, and is reset to the default in the child.
-        self._status = tmp_path / f"{self.socket}.status"
+        self._status = tmp_path / f"{name}.status"
         script = f"trap : INT; {shlex.join(command)}; echo $? > {shlex.quote(str(self._status))}"
         self._tmux("-f", str(config), "new-session", "-d", "-x", "160", "-y", "50", "sh", "-c", script)
 
     def _tmux(self, *args: str) -> str:
-        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
+        done = subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, timeout=10)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -96,11 +97,11 @@ class Terminal:
         return text.strip() if text.endswith("\n") else None
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=10)
 
 
 @pytest.fixture
-def terminal(tmp_path: Path) -> Iterator[type[Terminal]]:
+def terminal(tmp_path: Path) -> Iterator[Callable[[list[str]], Terminal]]:
     """Start commands in tmux panes; every tmux server started is killed afterwards."""
     opened: list[Terminal] = []
 
@@ -108,7 +109,7 @@ def terminal(tmp_path: Path) -> Iterator[type[Terminal]]:
         opened.append(Terminal(tmp_path, command))
         return opened[-1]
 
-    yield open_terminal  # type: ignore[misc]
+    yield open_terminal
     for t in opened:
         t.close()
 
@@ -134,6 +135,7 @@ def test_top_shows_the_apps_rate_rising_under_load_and_ctrl_c_ends_it_cleanly(
     wait_until(lambda: app_rate(term.screen()) > 0, timeout_s=30, what="a non-zero rate in the app's row")
     screen = term.screen()
     assert f"cluster {cluster.cluster_name}" in screen and "frontends 1/1 up" in screen
+    assert screen.count("clipper top ·") == 1, screen  # each refresh redrew the frame in place
     model = row(screen, f"{APP}:1 *")
     assert model is not None and model[1] == "1", screen  # the current version, with its one replica
     assert float(model[2]) > 0, screen  # predictions/s
