@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,15 +58,24 @@ def test_each_replica_has_its_own_series_and_they_go_when_it_goes(cluster: Clipp
     url = f"http://{cluster.get_query_addr()}/{MODEL}/predict"
     metrics_url = f"http://{cluster.get_query_addr()}/metrics"
     predict_until(url, {"input": [0.0]}, lambda a: a.get("default") is False)
+    wait_until(
+        lambda: len({r for (_, r) in samples(requests.get(metrics_url, timeout=10).text)}) == 2,
+        45,
+        "both replicas to connect (a series each from registration on)",
+    )
+
+    inputs = itertools.count(1)
 
     def both_answered() -> bool:
-        with ThreadPoolExecutor(8) as pool:  # concurrent requests keep both replicas busy
-            list(pool.map(lambda i: requests.post(url, json={"input": [float(i)]}, timeout=10), range(64)))
+        """Concurrent requests keep both replicas busy; new inputs each time (cached ones reach no model)."""
+        batch = [float(next(inputs)) for _ in range(64)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda x: requests.post(url, json={"input": [x]}, timeout=10), batch))
         found = samples(requests.get(metrics_url, timeout=10).text)
         answering = [r for (name, r), v in found.items() if name == "clipper_replica_predictions_total" and v]
         return len(answering) == 2
 
-    wait_until(both_answered, 60, "both replicas to answer queries")
+    wait_until(both_answered, 45, "both replicas to answer queries")
     text = requests.get(metrics_url, timeout=10).text
     found = samples(text)
     replicas = {r for (_, r) in found}
