@@ -123,7 +123,7 @@ async def test_openapi_docs_list_every_endpoint(client: httpx.AsyncClient) -> No
         "add_model_links", "delete_model_links", "get_all_applications", "get_application",
         "get_linked_models", "get_all_models", "get_model", "get_all_containers", "get_container",
         "get_state", "set_app_policy", "get_app_policy",
-        "set_num_replicas", "get_replicas", "get_model_logs", "cluster_view",
+        "set_num_replicas", "get_replicas", "get_model_logs", "cluster_view", "metrics_targets",
     }  # fmt: skip
     assert set(paths) == {f"/admin/{n}" for n in names}
     add_app = paths["/admin/add_app"]["post"]["requestBody"]["content"]["application/json"]["schema"]
