@@ -150,9 +150,6 @@ class ManagementFrontendSettings(ClipperSettings):
         default=None, description="Sent when scraping the query frontends' /metrics (the cluster view)."
     )
     log_level: str = "INFO"
-
-
-class AdminClientSettings(ClipperSettings):
     # How this frontend acts on the cluster's replicas (set_num_replicas, get_replicas, get_model_logs);
     # each manager sets these for the management frontend it starts. "none": those calls answer 501.
     replica_control: Literal["none", "local", "docker", "kubernetes"] = "none"
@@ -162,6 +159,9 @@ class AdminClientSettings(ClipperSettings):
     )
     namespace: str = Field(default="default", description="kubernetes: the cluster's namespace.")
     max_replicas: int = Field(default=32, ge=1, description="Most replicas set_num_replicas may ask for.")
+
+
+class AdminClientSettings(ClipperSettings):
     """Tokens an admin client sends to a cluster its manager cannot read them from (a remote one)."""
 
     model_config = SettingsConfigDict(env_prefix="CLIPPER_", frozen=True)

@@ -383,8 +383,8 @@ def build_management_app(
         req = await parse_body(request, StateRequest)
         return await management.state(req.app_name, req.uid)
 
-    add_replica_routes(admin, management)
-    add_dashboard(app, admin, ClusterView(management.store, reveal(query_token)), auth_token is not None)
     admin.include_router(metrics_targets_router(management))
+    add_dashboard(app, admin, ClusterView(management.store, reveal(query_token)), auth_token is not None)
+    add_replica_routes(admin, management)
     app.include_router(admin, responses=ADMIN_RESPONSES)
     return app
