@@ -7,7 +7,6 @@ cannot be read, the header says why in one line and the next refresh tries again
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from datetime import datetime
 
@@ -22,6 +21,7 @@ from clipper.admin.managers.base import ContainerManager
 from clipper.errors import ClipperError
 
 FETCH_TIMEOUT_S = 3.0  # also the longest Ctrl-C may wait for a request in progress
+WAKE_S = 0.05  # how soon Ctrl-C ends the wait between refreshes
 
 
 class _View(BaseModel):
@@ -159,16 +159,19 @@ def models_table(view: ClusterView) -> Table:
 
 
 def header(cluster: str, view: ClusterView | None, problem: str | None) -> Text:
-    """Cluster, frontends up/total and the view's time; a problem in red, with the age of what is shown."""
+    """Cluster, frontends up/total (naming those down) and the view's time; a problem in red."""
     text = Text.assemble(("clipper top", "bold"), " · cluster ", (cluster, "bold cyan"))
     if view is not None:
         up = sum(f.up for f in view.frontends)
         style = "green" if up == len(view.frontends) else "bold red"
         text.append(" · frontends ")
         text.append(f"{up}/{len(view.frontends)} up", style=style)
+        down = [f.http_address for f in view.frontends if not f.up]
+        if down:
+            text.append(f" (down: {', '.join(down)})", style=style)
         text.append(" · " + datetime.fromtimestamp(view.time_s).strftime("%H:%M:%S"))
         if view.interval_s is None:
-            text.append(" · rates from the next refresh on", style="dim")
+            text.append(" · rates from the next refresh", style="dim")
     if problem is not None:
         text.append(f"\n{problem}; retrying", style="bold red")
         if view is not None:
@@ -184,10 +187,11 @@ def frame(cluster: str, view: ClusterView | None, problem: str | None) -> Render
     return Group(*parts)
 
 
-def read_once(client: ClusterViewClient, interval_s: float) -> ClusterView:
-    """A view with rates: a management frontend's first scrape has none, so then read again later."""
+def read_once(client: ClusterViewClient, interval_s: float, patience_s: float = 5.0) -> ClusterView:
+    """A view with rates if one comes within `patience_s`: a management frontend's first scrape has none."""
+    deadline = time.monotonic() + patience_s
     view = client.fetch()
-    if view.interval_s is None:
+    while view.interval_s is None and time.monotonic() < deadline:
         time.sleep(interval_s)
         view = client.fetch()
     return view
@@ -196,22 +200,29 @@ def read_once(client: ClusterViewClient, interval_s: float) -> ClusterView:
 def run_live(client: ClusterViewClient, cluster: str, interval_s: float, console: Console) -> None:
     """Refresh the frame in place every `interval_s` until Ctrl-C, which ends it quietly.
 
-    Ctrl-C sets an event instead of raising KeyboardInterrupt, which could land anywhere (in a finalizer
-    that swallows it, or half-way through redrawing); the loop ends at its next wait.
+    Ctrl-C only raises a flag: a KeyboardInterrupt could land anywhere (in a finalizer that swallows it,
+    half-way through a redraw), and a handler must not take locks, as Event.set does. The wait between
+    refreshes looks at the flag every WAKE_S.
     """
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda _signum, _stack: stop.set())
+    stopping = False
+
+    def on_ctrl_c(_signum: int, _stack: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
     view: ClusterView | None = None
     try:
         with Live(console=console, auto_refresh=False) as live:
             next_s = time.monotonic()
-            while not stop.is_set():
+            while not stopping:
                 try:
                     view, problem = client.fetch(), None
                 except ClipperError as e:
                     problem = str(e)
                 live.update(frame(cluster, view, problem), refresh=True)
                 next_s = max(next_s + interval_s, time.monotonic())
-                stop.wait(max(0.0, next_s - time.monotonic()))
+                while not stopping and time.monotonic() < next_s:
+                    time.sleep(min(WAKE_S, max(0.0, next_s - time.monotonic())))
     finally:
         signal.signal(signal.SIGINT, previous)
