@@ -160,7 +160,10 @@ def ensure_clipper_image(client: DockerClient, image: str, kind: ImageKind) -> s
     runtime = client.images.get(ensure_runtime_image(client))
     labels = {STANDS_FOR_LABEL: kind.value, RUNTIME_ID_LABEL: runtime.id}
     ours_tag = f"{RUNTIME_REPOSITORY}-{kind.value}:{clipper.__version__}"
-    found = client.images.list(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+    found = [  # model images built on it inherit its labels: only the image under our own tag is it
+        i for i in client.images.list(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+        if ours_tag in i.tags
+    ]  # fmt: skip
     if not found:
         lines = [f"FROM {runtime_image()}", *(f"LABEL {k}={json.dumps(v)}" for k, v in labels.items())]
         if kind is ImageKind.NOOP:
