@@ -11,9 +11,14 @@ import numpy as np
 from clipper.admin import ClipperConnection
 from tests.admin.conftest import cluster, predict_until
 
-__all__ = ["cluster", "model_dir", "predict_deployed", "same_numbers"]
+__all__ = ["answered", "cluster", "model_dir", "predict_deployed", "same_numbers"]
 
 SLO_MICROS = 30_000_000  # the first batch may wait on a framework's lazy start; never the default output
+
+
+def answered(answer: Any) -> bool:
+    """A batch answer in which the model answered every input (no default output)."""
+    return "batch_predictions" in answer and not any(p["default"] for p in answer["batch_predictions"])
 
 
 def predict_deployed(
@@ -26,11 +31,7 @@ def predict_deployed(
     deployer(conn, name, 1, input_type, *args)
     conn.link_model_to_app(name, name)
     url = f"http://{conn.get_query_addr()}/{name}/predict"
-    answer = predict_until(
-        url,
-        {"input_batch": inputs},
-        lambda a: "batch_predictions" in a and not any(p["default"] for p in a["batch_predictions"]),
-    )
+    answer = predict_until(url, {"input_batch": inputs}, answered)
     assert len(answer["batch_predictions"]) == len(inputs), answer
     return [p["output"] for p in answer["batch_predictions"]]
 

@@ -11,7 +11,8 @@ import pytest
 
 from clipper.admin import ClipperConnection
 from clipper_admin.deployers.pytorch import deploy_pytorch_model
-from tests.deployers.conftest import model_dir, predict_deployed, same_numbers
+from tests.admin.conftest import predict_until
+from tests.deployers.conftest import answered, model_dir, predict_deployed, same_numbers
 
 torch = pytest.importorskip("torch")
 
@@ -74,3 +75,30 @@ def test_unscriptable_module_is_saved_as_state_dict_without_weights_in_the_pickl
     assert all(p.is_meta for p in structure.parameters())  # the weights live only in the state_dict
     weights = torch.load(saved / "model.state_dict.pt", weights_only=True)
     assert torch.equal(weights["linear.weight"], model.linear.weight)
+
+
+def test_create_endpoint_takes_clipper_keywords_and_a_declared_shape(cluster: ClipperConnection) -> None:
+    from clipper_admin.deployers.pytorch import create_endpoint
+
+    torch.manual_seed(0)
+    model = Scriptable()
+
+    def predict_grids(model, inputs):
+        assert inputs.shape[1:] == (2, 2), inputs.shape  # one (batch, 2, 2) array, as input_shape declares
+        return predict(model, inputs.reshape(len(inputs), 4))
+
+    create_endpoint(
+        clipper_conn=cluster,
+        name="grid",
+        input_type="doubles",
+        func=predict_grids,
+        pytorch_model=model,
+        slo_micros=30_000_000,
+        input_shape=[2, 2],
+    )
+    queries = np.random.default_rng(3).normal(size=(3, 2, 2))
+    url = f"http://{cluster.get_query_addr()}/grid/predict"
+    answer = predict_until(url, {"input_batch": queries.tolist()}, answered)
+    assert answered(answer), answer
+    outputs = [p["output"] for p in answer["batch_predictions"]]
+    assert same_numbers(outputs, expected(model, queries.reshape(3, 4)))
