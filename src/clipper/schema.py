@@ -175,7 +175,15 @@ class Frontend(BaseModel):
     model_config = ConfigDict(frozen=True)
     frontend_id: str
     rpc_address: str = Field(description="host:port where model containers dial this frontend.")
-    http_address: str
+    http_address: str = Field(description="host:port of the query API, which frontends may share.")
+    metrics_address: str | None = Field(
+        default=None, description="host:port of this frontend's own listener, which reaches it alone."
+    )
+
+    @property
+    def scrape_address(self) -> str:
+        """Where to read this frontend's own /metrics: on a shared query port any peer could answer."""
+        return self.metrics_address or self.http_address
 
 
 # --- error bodies -----------------------------------------------------------------------------

@@ -65,6 +65,13 @@ class QueryFrontendSettings(ClipperSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=1337, ge=0, le=65535)
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="This frontend's own port for /metrics and /health (0: a free one). Frontends may share "
+        "the query port, where any of them answers; scrapes need one that reaches this frontend alone.",
+    )
     rpc_host: str = "127.0.0.1"
     rpc_port: int = Field(default=7000, ge=0, le=65535)
     frontend_id: str = Field(default_factory=_frontend_id)

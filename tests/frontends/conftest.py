@@ -30,7 +30,7 @@ class QueryCluster:
     def __init__(self, redis_url: str, tmp: Path, **settings: str) -> None:
         self.redis_url = redis_url
         self.tmp = tmp
-        self.http_port = free_port()
+        self.http_port = int(settings.get("CLIPPER_HTTP_PORT") or free_port())  # frontends may share one
         self.rpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.procs: list[subprocess.Popen[bytes]] = []

@@ -388,6 +388,8 @@ class ConfigStore:
         async with client.pipeline(transaction=True) as pipe:
             pipe.hset(frontend.frontend_id, mapping={"rpc_address": frontend.rpc_address,
                                                      "http_address": frontend.http_address})  # fmt: skip
+            if frontend.metrics_address is not None:
+                pipe.hset(frontend.frontend_id, "metrics_address", frontend.metrics_address)
             pipe.pexpire(frontend.frontend_id, ttl_ms)
             await pipe.execute()
 
@@ -400,7 +402,8 @@ class ConfigStore:
             fields = await self._hash(Db.FRONTENDS, key)
             if fields:
                 out.append(Frontend(frontend_id=key, rpc_address=fields["rpc_address"],
-                                    http_address=fields["http_address"]))  # fmt: skip
+                                    http_address=fields["http_address"],
+                                    metrics_address=fields.get("metrics_address")))  # fmt: skip
         return out
 
     # --- change events ----------------------------------------------------------------------

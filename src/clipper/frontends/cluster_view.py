@@ -257,7 +257,7 @@ class ClusterView:
 
     def _scrape(self, frontend: Frontend) -> Scrape | str:
         """One frontend's metrics, or why they could not be read (blocking: runs in a thread)."""
-        url = f"http://{frontend.http_address}/metrics"
+        url = f"http://{frontend.scrape_address}/metrics"
         try:
             reply = requests.get(url, headers=self._headers, timeout=self._timeout_s)
         except requests.RequestException as e:

@@ -29,11 +29,12 @@ class TargetGroup(BaseModel):
 
 
 def target_groups(frontends: list[Frontend]) -> list[TargetGroup]:
-    """One group per distinct HTTP address. Frontends sharing a port (SO_REUSEPORT) are one target: the
-    kernel picks which of them answers a scrape, so listing the address twice would count it twice."""
+    """One target per frontend, at the address that reaches it alone (frontends may share the query port,
+    where the kernel picks which of them answers). Frontends that registered no such address and share a
+    query port are one target, or each would be counted for the others."""
     by_address: dict[str, list[str]] = defaultdict(list)
     for f in frontends:
-        by_address[f.http_address].append(f.frontend_id)
+        by_address[f.scrape_address].append(f.frontend_id)
     return [
         TargetGroup(targets=[address], labels={FRONTEND_LABEL: ",".join(sorted(ids))})
         for address, ids in sorted(by_address.items())
@@ -46,7 +47,7 @@ def metrics_targets_router(management: Management) -> APIRouter:
 
     @router.get(TARGETS_PATH.removeprefix("/admin"), tags=["metrics"])
     async def metrics_targets() -> list[TargetGroup]:
-        """Every live query frontend's HTTP address, for Prometheus's `http_sd_configs`."""
+        """Every live query frontend's own metrics address, for Prometheus's `http_sd_configs`."""
         return target_groups(await management.store.list_frontends())
 
     return router

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 AWAIT_REPLICAS_POLL_S = 0.05
 REMOVE_RETRY_FIRST_S = 0.1
 REMOVE_RETRY_MAX_S = 5.0
+OWN_PORT_MAX_CONNECTIONS = 64  # scrapers and probes, not clients
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bound to every address: advertise the RPC host instead
 
 
 class StoreRecorder:
@@ -144,14 +146,25 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         max_connections=settings.max_connections,
         reserved_fds=settings.rpc_max_connections + FD_RESERVE_MIN,  # containers, Redis, logs
     )
+    own = HttpServer(  # the same app on a port of its own, so a scrape reaches this frontend alone
+        app,
+        settings.http_host,
+        settings.metrics_port,
+        max_body_bytes=settings.max_body_bytes,
+        keepalive_timeout_s=settings.keepalive_timeout_s,
+        max_connections=OWN_PORT_MAX_CONNECTIONS,
+    )
     await store.remove_frontend_containers(fid)
     await follower.start()
     await rpc.start()
     await http.start(listening=False)  # the port is ours (and known); no query is routed here yet
+    await own.start()
+    advertised = settings.rpc_host if settings.http_host in WILDCARD_HOSTS else settings.http_host
     me = Frontend(
         frontend_id=fid,
         rpc_address=f"{settings.rpc_host}:{rpc.port}",
         http_address=f"{settings.http_host}:{http.port}",
+        metrics_address=f"{advertised}:{own.port}",
     )
     registry_task = asyncio.create_task(_heartbeat_registry(store, me, settings.frontend_ttl_ms))
     await _await_replicas(store, processor, fid, settings.ready_timeout_ms / 1000)
@@ -170,6 +183,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         rpc.set_frontends([f.rpc_address for f in await store.list_frontends()], leaving=True)
         await app.drained(settings.drain_timeout_ms / 1000)
         await http.close()
+        await own.close()
         processor.shutdown()
         await rpc.stop()
         with contextlib.suppress(redis.exceptions.RedisError):
