@@ -54,7 +54,7 @@ def conn(
             manager.stop_all(graceful=False, remove_state=True)
             for image in docker_client.images.list(filters={"reference": f"{manager.cluster_name}-*"}):
                 for tag in image.tags:
-                    docker_client.images.remove(tag)
+                    docker_client.images.remove(tag, noprune=True)  # keep the layers: the cache
 
 
 def serve(conn: ClipperConnection, name: str) -> Any:
@@ -120,14 +120,10 @@ def test_pytorch_model_image_has_cpu_torch_and_serves_its_outputs(
     assert out.decode().strip() == "None"
 
 
-def test_onnx_model_image_has_onnxruntime_only_and_serves_its_outputs(
-    conn: ClipperConnection, docker_client: docker.DockerClient, runtime_image: str
-) -> None:
+def affine_onnx() -> Any:
+    """A tiny ONNX model built in place (X @ W + B, 3 -> 2), without any training framework."""
     onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
-
-    from clipper.admin.deployers.onnx import deploy_onnx_model
 
     rng = np.random.default_rng(7)
     weights, bias = rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=2).astype(np.float32)
@@ -140,14 +136,35 @@ def test_onnx_model_image_has_onnxruntime_only_and_serves_its_outputs(
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.checker.check_model(proto)
+    return proto
+
+
+def onnx_predictor() -> Any:
+    """What the replicas run: the session on the batch (nested, so it is pickled by value: this test
+    module is not in the image)."""
 
     def predict(session: Any, inputs: list[Any]) -> Any:
         return session.run(None, {"X": np.stack(inputs).astype(np.float32)})[0].tolist()
 
-    deploy_onnx_model(conn, "affine", 1, "doubles", predict, proto)
+    return predict
+
+
+def onnx_expected(proto: Any) -> Any:
+    """onnxruntime's own answer for INPUTS, in this process."""
+    ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {"X": np.array(INPUTS, dtype=np.float32)})[0].tolist()
-    np.testing.assert_allclose(serve(conn, "affine"), expected, rtol=1e-5, atol=1e-6)
+    return session.run(None, {"X": np.array(INPUTS, dtype=np.float32)})[0].tolist()
+
+
+def test_onnx_model_image_has_onnxruntime_only_and_serves_its_outputs(
+    conn: ClipperConnection, docker_client: docker.DockerClient, runtime_image: str
+) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from clipper.admin.deployers.onnx import deploy_onnx_model
+
+    proto = affine_onnx()
+    deploy_onnx_model(conn, "affine", 1, "doubles", onnx_predictor(), proto)
+    np.testing.assert_allclose(serve(conn, "affine"), onnx_expected(proto), rtol=1e-5, atol=1e-6)
 
     image = images.model_image_name(conn.cm.cluster_name, "affine", "1")
     added = check_added_exactly(docker_client, image, runtime_image, {"onnxruntime": ort.__version__})
