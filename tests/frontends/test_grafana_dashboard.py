@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clipper.frontends.metrics import QueryMetrics
+from clipper.query.answers import SLO_ANSWER
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "clipper-dashboard.json"
 PROMETHEUS_OWN = {"up"}  # series Prometheus itself adds to every scraped target
@@ -30,7 +31,7 @@ def exported_names() -> set[str]:
     metrics = QueryMetrics(CollectorRegistry(), "f")
     replica = _Replica()
     metrics.replica_joined(replica)
-    metrics.request_done("app", 0.01, 2, 1)
+    metrics.request_done("app", 0.01, 2, [SLO_ANSWER])
     metrics.batch_done(replica, 2, 0.005, failed=False)
     metrics.batch_done(replica, 1, 0.005, failed=True)
     metrics.cache_lookup("m", "1", hit=True)
@@ -39,7 +40,7 @@ def exported_names() -> set[str]:
     metrics.chosen("app", "m")
     metrics.shadow_compared("app", "m", agreed=True)
     metrics.feedback("app", "m", 1.0)
-    metrics.watch_queues(lambda: [("m", "1", 3)])
+    metrics.watch_queues(lambda: [("m", "1", 3, 1000)])
     metrics.watch_selection(lambda: [("app", "m", 0.5)])
     text = generate_latest(metrics.registry).decode()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from clipper.query.answers import DefaultAnswer
 
 _LATENCY_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -101,12 +103,18 @@ class QueryMetrics:
             stats = self._apps[app] = AppStats()
         return stats
 
-    def request_done(self, app: str, latency_s: float, n_queries: int, n_default: int) -> None:
+    def request_done(
+        self, app: str, latency_s: float, n_queries: int, defaults: Sequence[DefaultAnswer]
+    ) -> None:
+        """One request answered; `defaults` are its default answers (usually none), counted by reason."""
         stats = self._apps.get(app) or self._app(app)
         stats.buckets[bisect_left(_LATENCY_BUCKETS_S, latency_s)] += 1
         stats.latency_sum_s += latency_s
         stats.queries += n_queries
-        stats.defaults += n_default
+        if defaults:
+            by_reason = stats.defaults
+            for answer in defaults:
+                by_reason[answer.reason] = by_reason.get(answer.reason, 0) + 1
 
     def batch_done(self, replica: ReplicaView, size: int, latency_s: float, failed: bool) -> None:
         model, version = replica.model_name, replica.model_version
@@ -174,7 +182,7 @@ class QueryMetrics:
         """Report the policies' current weights (or probabilities) when scraped."""
         self._selection.weights = weights
 
-    def watch_queues(self, lengths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+    def watch_queues(self, lengths: Callable[[], Iterable[tuple[str, str, int, int]]]) -> None:
         """Report queue lengths when scraped, so the query path never touches a gauge."""
         self.registry.register(_QueueCollector(lengths))
 
@@ -188,7 +196,7 @@ class AppStats:
         self.buckets = [0] * (len(_LATENCY_BUCKETS_S) + 1)
         self.latency_sum_s = 0.0
         self.queries = 0
-        self.defaults = 0
+        self.defaults: dict[str, int] = {}  # by DefaultAnswer.reason
         self.rejected = 0
 
 
@@ -267,7 +275,9 @@ class _AppCollector(Collector):
             "clipper_app_predictions", "Queries answered (Clipper: app:<app>:num_predictions)", labels=["app"]
         )
         defaults = CounterMetricFamily(
-            "clipper_app_default_predictions", "Queries answered with the default output", labels=["app"]
+            "clipper_app_default_predictions",
+            "Queries answered with the default output, by why (slo, no_model, overloaded, model_error, ...)",
+            labels=["app", "reason"],
         )
         rejected = CounterMetricFamily(
             "clipper_app_rejected_requests",
@@ -277,22 +287,28 @@ class _AppCollector(Collector):
         for app, stats in list(self._apps.items()):
             latency.add_metric([app], _histogram(_LATENCY_BUCKETS_S, stats.buckets), stats.latency_sum_s)
             queries.add_metric([app], stats.queries)
-            defaults.add_metric([app], stats.defaults)
+            for reason, count in list(stats.defaults.items()):
+                defaults.add_metric([app, reason], count)
             rejected.add_metric([app], stats.rejected)
         yield from (latency, queries, defaults, rejected)
 
 
 class _QueueCollector(Collector):
-    def __init__(self, lengths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+    def __init__(self, lengths: Callable[[], Iterable[tuple[str, str, int, int]]]) -> None:
         self._lengths = lengths
 
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(
-            "clipper_model_queue_length", "Queries waiting for a replica", labels=["model", "version"]
+        labels = ["model", "version"]
+        length = GaugeMetricFamily(
+            "clipper_model_queue_length", "Queries waiting for a replica", labels=labels
         )
-        for model, version, length in self._lengths():
-            family.add_metric([model, version], length)
-        yield family
+        bound = GaugeMetricFamily(
+            "clipper_model_queue_bound", "Most queries the queue holds before answering 503", labels=labels
+        )
+        for model, version, queued, most in self._lengths():
+            length.add_metric([model, version], queued)
+            bound.add_metric([model, version], most)
+        yield from (length, bound)
 
 
 class _SelectionCollector(Collector):

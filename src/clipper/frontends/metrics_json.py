@@ -85,7 +85,9 @@ def _ratio(part: float, whole: float) -> dict[str, str]:
 
 def _ratios(samples: Samples) -> list[dict[str, Any]]:
     found = []
-    defaults = {lb["app"]: v for lb, v in _series(samples, "clipper_app_default_predictions_total")}
+    defaults: dict[str, float] = defaultdict(float)  # summed over reasons
+    for lb, v in _series(samples, "clipper_app_default_predictions_total"):
+        defaults[lb["app"]] += v
     for labels, queries in _series(samples, "clipper_app_predictions_total"):
         app = labels["app"]
         found.append({f"app:{app}:default_prediction_ratio": _ratio(defaults.get(app, 0.0), queries)})

@@ -139,7 +139,7 @@ class OipApp:
                 head["id"] = request.id
             head["outputs"] = outputs
             body = orjson.dumps(head)
-            defaults = sum(isinstance(out, DefaultAnswer) for out in pending.answers)
+            defaults = [out for out in pending.answers if isinstance(out, DefaultAnswer)]
             query.metrics.request_done(name, time.perf_counter() - start, len(pending.answers), defaults)
             if binary:
                 headers = [("content-type", "application/octet-stream"),

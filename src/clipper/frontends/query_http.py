@@ -41,15 +41,15 @@ _NUMERIC = (InputType.DOUBLES, InputType.FLOATS, InputType.INTEGERS)
 _OPEN_PATHS = frozenset(("/health", "/v2/health/live", "/v2/health/ready"))  # probes need no token
 
 
-def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, int]:
-    """Response body and the number of default answers in it."""
+def render_answers(request: PendingRequest, batch: bool) -> tuple[bytes, list[DefaultAnswer]]:
+    """Response body and the default answers in it (for the metrics, by reason)."""
     parts = []
-    defaults = 0
+    defaults: list[DefaultAnswer] = []
     default_json = request.default_output
     for i, answer in enumerate(request.answers):
         qid = request.first_query_id + i
         if isinstance(answer, DefaultAnswer):
-            defaults += 1
+            defaults.append(answer)
             parts.append(
                 b'{"query_id":%d,"output":%b,"default":true,"default_explanation":%b}'
                 % (qid, default_json, orjson.dumps(answer.explanation))

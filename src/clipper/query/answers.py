@@ -19,9 +19,11 @@ OVERLOADED = "The model's queue is full; answered with the default output at onc
 
 @dataclass(slots=True, frozen=True)
 class DefaultAnswer:
-    """The app's default output was used; `explanation` says why (Clipper's texts where it had them)."""
+    """The app's default output was used; `explanation` says why (Clipper's texts where it had them) and
+    `reason` names the cause in one word, for metrics (`slo`, `no_model`, `overloaded`, ...)."""
 
     explanation: str
+    reason: str
 
 
 @dataclass(slots=True, frozen=True)
@@ -32,9 +34,9 @@ class Explained:
     explanation: str
 
 
-NO_MODEL_ANSWER = DefaultAnswer(NO_MODEL)
-SLO_ANSWER = DefaultAnswer(SLO_MISSED)
-OVERLOAD_ANSWER = DefaultAnswer(OVERLOADED)
+NO_MODEL_ANSWER = DefaultAnswer(NO_MODEL, "no_model")
+SLO_ANSWER = DefaultAnswer(SLO_MISSED, "slo")
+OVERLOAD_ANSWER = DefaultAnswer(OVERLOADED, "overloaded")
 
 Answer = bytes | DefaultAnswer | Explained
 Fallback = Callable[[], Answer]  # what an unanswered slot gets at the SLO instead of the default output

@@ -12,7 +12,7 @@ import collections
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -56,7 +56,9 @@ class ReplicaRecorder(Protocol):
 class MetricsSink(Protocol):
     """The few numbers the core reports; frontends.metrics implements it with Prometheus."""
 
-    def request_done(self, app: str, latency_s: float, n_queries: int, n_default: int) -> None: ...
+    def request_done(
+        self, app: str, latency_s: float, n_queries: int, defaults: Sequence[DefaultAnswer]
+    ) -> None: ...
 
     def batch_done(self, replica: Replica, size: int, latency_s: float, failed: bool) -> None: ...
 
@@ -462,7 +464,9 @@ class QueryProcessor(RpcListener):
         if replica in state.idle:
             state.idle.remove(replica)
         now = self._clock()
-        gone = DefaultAnswer(f"Model container {replica.model_name}:{replica.model_version} disconnected")
+        gone = DefaultAnswer(
+            f"Model container {replica.model_name}:{replica.model_version} disconnected", "disconnected"
+        )
         if flight is not None:
             for query in flight.batch:
                 if state.replicas and not query.retried and query.deadline_ns > now:
@@ -510,7 +514,7 @@ class QueryProcessor(RpcListener):
                 else (f"model returned {len(msg.outputs)} outputs for {len(batch)} inputs")
             )
             failed = True
-            error = DefaultAnswer(f"Model {state.name}:{state.version} failed: {reason}")
+            error = DefaultAnswer(f"Model {state.name}:{state.version} failed: {reason}", "model_error")
             for query in batch:
                 self._finish(state, query, error)
         self._metrics.batch_done(replica, len(batch), (now - flight.sent_ns) / 1e9, failed)
@@ -525,9 +529,9 @@ class QueryProcessor(RpcListener):
         serving = {(m, self.current_versions.get(m)) for m in linked if m}
         return sorted(k for k in wanted & serving if not (k in self.versions and self.versions[k].replicas))
 
-    def queue_lengths(self) -> list[tuple[str, str, int]]:
-        """(model, version, queued queries) for every version this frontend serves."""
-        return [(s.name, s.version, len(s.queue)) for s in self.versions.values()]
+    def queue_lengths(self) -> list[tuple[str, str, int, int]]:
+        """(model, version, queued queries, most it may hold) for every version this frontend serves."""
+        return [(s.name, s.version, len(s.queue), self._queue_max) for s in self.versions.values()]
 
     def shutdown(self) -> None:
         """Answer everything still held with the default output (used when the frontend stops)."""

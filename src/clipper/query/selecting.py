@@ -76,7 +76,7 @@ class Selection:
 def as_answer(combined: Combined) -> Answer:
     """A policy's combination as the client's answer: the output (with its note), or the default."""
     if combined.output is None:
-        return DefaultAnswer(combined.explanation or "the models disagree")
+        return DefaultAnswer(combined.explanation or "the models disagree", "no_agreement")
     if combined.explanation:
         return Explained(combined.output, combined.explanation)
     return combined.output
