@@ -163,7 +163,7 @@ def test_once_prints_one_frame_with_rates_and_exits(cluster: LocalContainerManag
 def test_help_names_every_option() -> None:
     result = CliRunner().invoke(cli, ["top", "--help"])
     assert result.exit_code == 0
-    assert all(option in result.output for option in ("--cluster", "--interval", "--once", "Ctrl-C"))
+    assert all(option in result.output for option in ("--interval", "--once", "Ctrl-C", "--cluster NAME"))
 
 
 def copy_of_cluster(

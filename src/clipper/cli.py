@@ -475,7 +475,6 @@ def frontends(state: CliState, count: int | None) -> None:
 
 
 @cli.command()
-@click.option("--cluster", default=None, help="Name of the local cluster (as `clipper --cluster NAME`).")
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.1),
@@ -487,17 +486,16 @@ def frontends(state: CliState, count: int | None) -> None:
     "--once", is_flag=True, help="Print one frame and exit, for scripts (exit status 1 if unreadable)."
 )
 @pass_state
-def top(state: CliState, cluster: str | None, interval: float, once: bool) -> None:
+def top(state: CliState, interval: float, once: bool) -> None:
     """Show the cluster's live numbers, refreshed in place until Ctrl-C.
 
     Apps: requests/s, p50/p99 latency (red over the SLO), default answers/s by reason, cache hit ratio,
     linked models. Models (one row per version, * = current): replicas, predictions/s, mean batch size,
     queue length/bound, p99 latency, errors/s. Rates are summed over every live query frontend. While the
     management frontend cannot be read (stopped, or the token is refused), the header says so and
-    `top` keeps trying; with --once that is one error line and exit status 1.
+    `top` keeps trying; with --once that is one error line and exit status 1. The cluster is the one
+    `clipper --cluster NAME` names, as for every command.
     """
-    if cluster is not None:
-        state.cluster = cluster
     client = ClusterViewClient(state.manager())
     if once:
         console.print(frame(state.cluster, read_once(client, interval), None))
