@@ -36,9 +36,11 @@ def test_clipper_image_names_are_recognised(image: str, kind: ImageKind | None) 
     assert image_kind(image) is kind
 
 
-def test_a_framework_container_names_the_missing_deployer() -> None:
-    with pytest.raises(ClipperException, match=r"clipper_admin\.deployers\.pytorch"):
+def test_a_framework_container_names_the_deployer_to_use_instead() -> None:
+    with pytest.raises(ClipperException, match=r"Deploy it with clipper_admin\.deployers\.pytorch"):
         image_kind("clipper/pytorch36-container:0.4.1")
+    with pytest.raises(ClipperException, match=r"no deployer here: export the model to ONNX"):
+        image_kind("clipper/pyspark-container:0.4.1")
 
 
 def test_noop_container_answers_as_clippers_did_and_metrics_come_as_clippers_json(

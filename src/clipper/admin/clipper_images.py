@@ -19,13 +19,13 @@ logger = logging.getLogger(__name__)
 NOOP_PREDICT_MODULE = "clipper.admin.clipper_images:noop_predict"
 NOOP_OUTPUT = "1.0"  # what Clipper's noop container answers for every input, whatever its type
 
-# Clipper's framework containers, by repository name, and the deployer each one needs.
+# Clipper's framework containers, by repository name, and our deployer for that framework (None: none here).
 FRAMEWORK_IMAGES = {
     "pytorch": "clipper_admin.deployers.pytorch",
     "tf": "clipper_admin.deployers.tensorflow",
     "keras": "clipper_admin.deployers.keras",
-    "mxnet": "clipper_admin.deployers.mxnet",
-    "pyspark": "clipper_admin.deployers.pyspark",
+    "mxnet": None,
+    "pyspark": None,
     "caffe2-onnx": "clipper_admin.deployers.onnx",
     "xgboost": "clipper_admin.deployers.xgboost",
 }
@@ -62,7 +62,7 @@ def image_kind(image: str) -> ImageKind | None:
     """The kind of a Clipper image name we serve, None for names that are not Clipper's model images.
 
     `default` (the deployers' base image) is the closure container. A Clipper framework container raises:
-    its deployer does not exist here yet.
+    only Clipper's deployer wrote the model layout it expects; ours save the model in its framework's format.
     """
     if image == "default":
         return ImageKind.CLOSURE
@@ -75,10 +75,17 @@ def image_kind(image: str) -> ImageKind | None:
         return ImageKind.CLOSURE
     found = _FRAMEWORK.fullmatch(name)
     if found and found["kind"] in FRAMEWORK_IMAGES:
+        deployer = FRAMEWORK_IMAGES[found["kind"]]
+        instead = (
+            f"Deploy it with {deployer}, which saves the model in its framework's format and builds an image "
+            "with exactly the packages it needs"
+            if deployer
+            else "This framework has no deployer here: export the model to ONNX "
+            "(clipper_admin.deployers.onnx) or deploy it as a Python closure (clipper_admin.deployers.python)"
+        )
         raise ClipperException(
-            f"Image {image} is Clipper's {found['kind']} container, which needs the deployer "
-            f"{FRAMEWORK_IMAGES[found['kind']]}; that deployer does not exist in this version. Deploy the "
-            "model as a Python closure (clipper_admin.deployers.python) instead."
+            f"Image {image} is Clipper's {found['kind']} container, which serves only the model layout "
+            f"Clipper's own deployer wrote. {instead}."
         )
     return None
 
