@@ -40,9 +40,13 @@ class QueryCluster:
             "CLIPPER_RPC_PORT": str(self.rpc_port),
             **settings,
         }
-        self.frontend = self._spawn([sys.executable, "-m", "clipper.frontends.query"], env, "frontend")
-        wait_until(self._healthy, what="the query frontend's /health")
         self.redis = redis.Redis.from_url(redis_url, db=3, decode_responses=True)
+        self.frontend = self._spawn([sys.executable, "-m", "clipper.frontends.query"], env, "frontend")
+        try:
+            wait_until(self._healthy, what="the query frontend's /health")
+        except BaseException:
+            self.close()  # no fixture holds this cluster yet: a frontend that never got healthy would leak
+            raise
 
     def _spawn(self, cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}-{len(self.procs)}.log", "wb")
