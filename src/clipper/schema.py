@@ -266,7 +266,7 @@ def _shape_fits_type(value: list[int] | None, info: ValidationInfo) -> list[int]
 
 # Declared after input_type, whose validated value the check reads.
 InputShape = Annotated[
-    list[Annotated[int, Field(gt=0, le=INT32_MAX)]] | None,
+    list[Annotated[int, Field(gt=0, le=INT32_MAX), BeforeValidator(_integral)]] | None,
     Field(min_length=1, max_length=8, description=_SHAPE_HELP),
     AfterValidator(_shape_fits_type),
 ]
@@ -276,8 +276,24 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# The OpenAPI form of `_shape_fits_type`, so the schema says what the validator checks: a body with an
+# `input_shape` array must name a numeric input type.
+_SHAPE_NEEDS_NUMERIC = ConfigDict(
+    json_schema_extra={
+        "if": {"properties": {"input_shape": {"type": "array"}}, "required": ["input_shape"]},
+        "then": {
+            "properties": {
+                "input_type": {"enum": [s for s in InputType.spellings() if InputType.parse(s).is_numeric]}
+            }
+        },
+    }
+)
+
+
 class AddAppRequest(_Request):
     """`add_app`. Improvements over Clipper: the name must be a DNS-1123 label and the SLO positive."""
+
+    model_config = _SHAPE_NEEDS_NUMERIC
 
     name: AppName
     input_type: InputTypeName
@@ -297,6 +313,8 @@ class AppNameRequest(_Request):
 
 class AddModelRequest(_Request):
     """`add_model`: register a model version and make it current."""
+
+    model_config = _SHAPE_NEEDS_NUMERIC
 
     model_name: KeyPart
     model_version: KeyPart
