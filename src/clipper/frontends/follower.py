@@ -32,11 +32,17 @@ class ConfigFollower:
     """Owns the task that applies config-store events to a QueryProcessor."""
 
     def __init__(
-        self, store: ConfigStore, processor: QueryProcessor, on_frontends: Callable[[list[str]], None]
+        self,
+        store: ConfigStore,
+        processor: QueryProcessor,
+        on_frontends: Callable[[list[str]], None],
+        selection_seed: int | None = None,
     ) -> None:
+        """`selection_seed` makes each app's policy draws reproducible (None: seeded by the OS)."""
         self._store = store
         self._processor = processor
         self._on_frontends = on_frontends
+        self._seed = selection_seed
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -160,6 +166,8 @@ class ConfigFollower:
             models = tuple(links)
             state = await self._store.get_selection_state(name, GLOBAL_UID)
             selection = Selection(policy, models, app.policy_params, state or policy.initial_state(models))
+            if self._seed is not None:
+                selection.rng.seed(f"{self._seed}:{name}")
         self._processor.set_app(
             AppRoute(
                 name=name,

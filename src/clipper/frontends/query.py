@@ -125,7 +125,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
     processor.transport = rpc
     metrics.watch_queues(processor.queue_lengths)
     metrics.watch_selection(processor.selection_weights)
-    follower = ConfigFollower(store, processor, rpc.set_frontends)
+    follower = ConfigFollower(store, processor, rpc.set_frontends, settings.selection_seed)
     app = QueryApp(
         processor,
         metrics,
