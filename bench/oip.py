@@ -1,5 +1,6 @@
 """One ONNX model (784x512 MatMul + Relu, argmax out) three ways in one run: a bare onnxruntime call loop in
-this process, and one local cluster's app through Clipper's JSON API and through the Open Inference Protocol.
+this process, and one local cluster's app (deployed with deploy_onnx_model, input_shape [784]) through
+Clipper's JSON API and through the Open Inference Protocol.
 
     .venv/bin/python bench/oip.py [--duration-s 10] [--connections 64] [--rounds 2] [--out bench/results]
 
@@ -31,7 +32,7 @@ from cluster import BenchCluster
 from drive import Point, run_wrk
 from run import machine
 
-from clipper_admin.deployers.python import deploy_python_closure
+from clipper_admin.deployers.onnx import deploy_onnx_model
 
 APP = "onnx784"
 WIDTH, HIDDEN = 784, 512
@@ -64,18 +65,9 @@ def session_of(model: bytes) -> Any:
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def make_predict(model: bytes) -> Any:
-    """The replica's function: one onnxruntime session, opened at the first batch, argmax per input."""
-    session: Any = None
-
-    def predict(inputs: Any) -> list[str]:
-        nonlocal session
-        if session is None:
-            session = session_of(model)
-        x = np.asarray(inputs, dtype=np.float32).reshape(len(inputs), WIDTH)
-        return [str(i) for i in session.run(None, {"x": x})[0].argmax(axis=1)]
-
-    return predict
+def predict(session: Any, inputs: Any) -> list[str]:
+    """The replica's function: the deployer's onnxruntime session, a (batch, 784) array in, argmax out."""
+    return [str(i) for i in session.run(None, {"x": inputs.astype(np.float32)})[0].argmax(axis=1)]
 
 
 def bare_loop(model: bytes, duration_s: float) -> Point:
@@ -158,8 +150,8 @@ def main() -> None:
         cluster = BenchCluster(Path(tmp) / "state", name="bench-oip")
         try:
             cluster.start()
-            cluster.conn.register_application(APP, "doubles", "-1", 1_000_000)
-            deploy_python_closure(cluster.conn, APP, "1", "doubles", make_predict(model))
+            cluster.conn.register_application(APP, "doubles", "-1", 1_000_000, input_shape=[WIDTH])
+            deploy_onnx_model(cluster.conn, APP, "1", "doubles", predict, model, input_shape=[WIDTH])
             cluster.conn.link_model_to_app(APP, APP)
             url = cluster.query_url
             deadline = time.monotonic() + 60
