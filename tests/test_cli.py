@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from tests.conftest import free_port
 
 COMMANDS = [
     "start", "stop", "status", "deploy", "predict", "logs", "apps", "models", "containers",
-    "link", "set-version", "replicas", "quickstart",
+    "link", "set-version", "replicas", "quickstart", "top",
 ]  # fmt: skip
 
 
@@ -108,3 +110,19 @@ def test_start_flags_turn_checks_off_and_on(clipper, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{ports[1]}/admin/get_all_applications"
     assert requests.post(url, json={"verbose": False}, timeout=10).status_code == 200
     clipper("apps")  # the CLI works the same with the check off
+
+
+def test_start_with_prometheus_prints_where_it_and_the_dashboard_are(clipper) -> None:
+    """`--prometheus` runs one on `--prometheus-port` (Debian's binary; CI installs it) and says where."""
+    if shutil.which("prometheus") is None:
+        if os.environ.get("CLIPPER_TEST_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail("CLIPPER_TEST_REQUIRE_PROMETHEUS=1 but no prometheus binary is on PATH")
+        pytest.skip("no prometheus binary on PATH (apt-get install prometheus)")
+    ports = [str(free_port()) for _ in range(5)]
+    started = clipper(
+        "start", "--query-port", ports[0], "--management-port", ports[1], "--rpc-port", ports[2],
+        "--redis-port", ports[3], "--prometheus", "--prometheus-port", ports[4],
+    )  # fmt: skip
+    assert f"metrics:     http://127.0.0.1:{ports[4]}/graph" in started.output
+    assert f"dashboard:   http://127.0.0.1:{ports[1]}/dashboard" in started.output
+    assert requests.get(f"http://127.0.0.1:{ports[4]}/-/healthy", timeout=10).status_code == 200

@@ -120,6 +120,13 @@ pass_state = click.make_pass_decorator(CliState)
     help="Accept model containers without the RPC token (for Clipper 0.4 containers).",
 )
 @click.option("--query-token", is_flag=True, help="Require a bearer token on predict requests too.")
+@click.option(
+    "--prometheus",
+    is_flag=True,
+    help="Also run a Prometheus server scraping every query frontend (needs a `prometheus` binary on PATH; "
+    "without one the cluster starts and says so).",
+)
+@click.option("--prometheus-port", default=9090, show_default=True, help="HTTP port of that Prometheus.")
 @pass_state
 def start(
     state: CliState,
@@ -133,6 +140,8 @@ def start(
     no_auth: bool,
     no_rpc_auth: bool,
     query_token: bool,
+    prometheus: bool,
+    prometheus_port: int,
 ) -> None:
     """Start a local cluster.
 
@@ -155,6 +164,8 @@ def start(
         admin_auth=not no_auth,
         rpc_auth=not no_rpc_auth,
         query_auth=query_token,
+        start_prometheus=prometheus,
+        prometheus_port=prometheus_port,
     )
     with console.status(f"Starting cluster {state.cluster}..."):
         ClipperConnection(manager).start_clipper(cache_size=cache_size, num_frontend_replicas=frontends)
