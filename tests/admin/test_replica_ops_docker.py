@@ -64,3 +64,32 @@ def test_scale_1_to_2_through_the_management_container(cluster: ClipperConnectio
     ).json()
     assert len(listed) == 2 and all(r["kind"] == "container" and r["state"] == "running" for r in listed)
     assert all(r["uptime_s"] is not None and r["uptime_s"] >= 0 for r in listed)
+
+
+def test_the_cluster_view_reads_the_frontends_from_the_management_container(
+    cluster: ClipperConnection,
+) -> None:
+    """The dashboard's data on Docker: the management container scrapes each query frontend on its own
+    metrics port and sees the app's traffic."""
+    cluster.register_application("docker-view", "doubles", "-1", 1_000_000)
+    cluster.deploy_model("m", "1", "doubles", "clipper/noop-container:0.4.1")
+    cluster.link_model_to_app("docker-view", "m")
+    url = f"http://{cluster.get_query_addr()}/docker-view/predict"
+    view_url = f"http://{cluster.cm.get_admin_addr()}/admin/cluster_view"
+    auth = {"Authorization": f"Bearer {cluster.cm.get_admin_token()}"}
+
+    def busy() -> bool:
+        for k in range(20):  # new inputs each time, so the cache does not answer them all
+            requests.post(url, json={"input": [float(k), float(uuid.uuid4().int % 1000)]}, timeout=10)
+        view = requests.get(view_url, headers=auth, timeout=30).json()
+        app = next((a for a in view["apps"] if a["name"] == "docker-view"), None)
+        return (
+            bool(view["frontends"])
+            and all(f["up"] for f in view["frontends"])
+            and (app is not None and app["requests_per_s"] > 0)
+        )
+
+    wait_until(busy, 60, "the app's traffic in the cluster view")
+    view = requests.get(view_url, headers=auth, timeout=30).json()
+    model = next(m for m in view["models"] if m["name"] == "m")
+    assert model["replicas"] == 1 and model["queue_bound"] is not None
