@@ -11,62 +11,18 @@ import time
 from datetime import datetime
 
 import requests
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from clipper.admin.managers.base import ContainerManager
+from clipper.cluster_view_schema import ClusterViewReply
 from clipper.errors import ClipperError
 
 FETCH_TIMEOUT_S = 3.0  # also the longest Ctrl-C may wait for a request in progress
 WAKE_S = 0.05  # how soon Ctrl-C ends the wait between refreshes
-
-
-class _View(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)  # the endpoint may add fields, never rename
-
-
-class FrontendView(_View):
-    id: str
-    http_address: str
-    up: bool
-    requests_per_s: float
-
-
-class AppView(_View):
-    name: str
-    slo_ms: float
-    models: list[str]
-    requests_per_s: float
-    p50_ms: float | None
-    p99_ms: float | None
-    defaults_per_s: dict[str, float]
-    cache_hit_ratio: float | None
-
-
-class ModelView(_View):
-    name: str
-    version: str
-    current: bool
-    replicas: int
-    predictions_per_s: float
-    mean_batch_size: float | None
-    p99_ms: float | None
-    queue_length: int
-    queue_bound: int | None
-    errors_per_s: float
-
-
-class ClusterView(_View):
-    """What GET /admin/cluster_view answers; rates are over the management frontend's last two scrapes."""
-
-    time_s: float
-    interval_s: float | None
-    frontends: list[FrontendView]
-    apps: list[AppView]
-    models: list[ModelView]
 
 
 class ViewUnavailable(ClipperError):
@@ -81,7 +37,7 @@ class ClusterViewClient:
         self._timeout_s = timeout_s
         self._http = requests.Session()
 
-    def fetch(self) -> ClusterView:
+    def fetch(self) -> ClusterViewReply:
         """One view, or ViewUnavailable naming what went wrong (no cluster, unreachable, token refused)."""
         addr = self._manager.get_admin_addr()  # ClusterError (a ClipperError) when there is no such cluster
         token = self._manager.get_admin_token()
@@ -99,7 +55,7 @@ class ClusterViewClient:
         if r.status_code != 200:
             raise ViewUnavailable(f"GET {url} answered {r.status_code}: {r.text[:200]}")
         try:
-            return ClusterView.model_validate_json(r.content)
+            return ClusterViewReply.model_validate_json(r.content)
         except ValidationError as e:
             raise ViewUnavailable(f"GET {url} answered JSON that is not a cluster view: {e}") from e
 
@@ -118,7 +74,7 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def apps_table(view: ClusterView) -> Table:
+def apps_table(view: ClusterViewReply) -> Table:
     """One row per app: load, latency against its SLO, default answers by reason, cache hits, models."""
     table = Table(title="Applications", title_justify="left", expand=True)
     for column in ("app", "req/s", "p50 ms", "p99 ms", "SLO ms", "defaults/s", "cache hit", "models"):
@@ -138,7 +94,7 @@ def apps_table(view: ClusterView) -> Table:
     return table
 
 
-def models_table(view: ClusterView) -> Table:
+def models_table(view: ClusterViewReply) -> Table:
     """One row per model version; `*` marks the current version."""
     table = Table(title="Models (* = current version)", title_justify="left", expand=True)
     columns = ("model", "replicas", "pred/s", "batch", "queue", "p99 ms", "errors/s")
@@ -158,7 +114,7 @@ def models_table(view: ClusterView) -> Table:
     return table
 
 
-def header(cluster: str, view: ClusterView | None, problem: str | None) -> Text:
+def header(cluster: str, view: ClusterViewReply | None, problem: str | None) -> Text:
     """Cluster, frontends up/total (naming those down) and the view's time; a problem in red."""
     text = Text.assemble(("clipper top", "bold"), " · cluster ", (cluster, "bold cyan"))
     if view is not None:
@@ -179,7 +135,7 @@ def header(cluster: str, view: ClusterView | None, problem: str | None) -> Text:
     return text
 
 
-def frame(cluster: str, view: ClusterView | None, problem: str | None) -> RenderableType:
+def frame(cluster: str, view: ClusterViewReply | None, problem: str | None) -> RenderableType:
     """Everything one refresh shows."""
     parts: list[RenderableType] = [header(cluster, view, problem)]
     if view is not None:
@@ -187,7 +143,7 @@ def frame(cluster: str, view: ClusterView | None, problem: str | None) -> Render
     return Group(*parts)
 
 
-def read_once(client: ClusterViewClient, interval_s: float, patience_s: float = 5.0) -> ClusterView:
+def read_once(client: ClusterViewClient, interval_s: float, patience_s: float = 5.0) -> ClusterViewReply:
     """A view with rates if one comes within `patience_s`: a management frontend's first scrape has none."""
     deadline = time.monotonic() + patience_s
     view = client.fetch()
@@ -211,7 +167,7 @@ def run_live(client: ClusterViewClient, cluster: str, interval_s: float, console
         stopping = True
 
     previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    view: ClusterView | None = None
+    view: ClusterViewReply | None = None
     try:
         with Live(console=console, auto_refresh=False) as live:
             next_s = time.monotonic()

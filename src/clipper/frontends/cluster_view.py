@@ -16,8 +16,14 @@ from dataclasses import dataclass
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import BaseModel, Field
 
+from clipper.cluster_view_schema import (
+    AppView,
+    ClusterViewReply,
+    FrontendView,
+    ModelView,
+    ReplicaMetricsView,
+)
 from clipper.config.store import ConfigStore
 from clipper.schema import App, Container, Frontend, Model
 
@@ -131,76 +137,6 @@ def quantile(cumulative: list[tuple[float, float]], q: float) -> float | None:
             return lower + (bound - lower) * (rank - below) / (count - below)
         lower, below = bound, count
     return lower
-
-
-# --- the reply ------------------------------------------------------------------------------------
-
-
-class FrontendView(BaseModel):
-    id: str
-    http_address: str
-    up: bool
-    requests_per_s: float = 0.0
-    error: str | None = Field(default=None, description="Why the last scrape failed (when not up).")
-
-
-class AppView(BaseModel):
-    name: str
-    input_type: str
-    slo_ms: float
-    policy: str | None
-    models: list[str]
-    requests_per_s: float
-    queries_per_s: float
-    rejected_per_s: float
-    p50_ms: float | None
-    p99_ms: float | None
-    defaults_per_s: dict[str, float]
-    cache_hit_ratio: float | None
-
-
-class ReplicaMetricsView(BaseModel):
-    """One replica as one frontend sees it (ids are per frontend: a replica linked to two has two)."""
-
-    frontend: str
-    replica: str
-    predictions_per_s: float
-    batches_per_s: float
-    mean_batch_size: float | None
-    p50_ms: float | None
-    p99_ms: float | None
-    failed_batches_per_s: float
-    last_heard_s: float | None
-
-
-class ModelView(BaseModel):
-    name: str
-    version: str
-    current: bool
-    input_type: str
-    replicas: int
-    predictions_per_s: float
-    batches_per_s: float
-    mean_batch_size: float | None
-    p50_ms: float | None
-    p99_ms: float | None
-    queue_length: int
-    queue_bound: int | None
-    errors_per_s: float
-    cache_hit_ratio: float | None
-    linked_apps: list[str]
-    replica_metrics: list[ReplicaMetricsView]
-
-
-class ClusterViewReply(BaseModel):
-    time_s: float = Field(description="Wall-clock time of the view (Unix seconds).")
-    interval_s: float | None = Field(description="Seconds the rates are computed over; null at first.")
-    frontends: list[FrontendView]
-    apps: list[AppView]
-    models: list[ModelView]
-
-
-# --- scraping and assembly ------------------------------------------------------------------------
 
 
 class ClusterView:

@@ -13,7 +13,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from clipper.frontends.cluster_view import ClusterView, ClusterViewReply
+from clipper.cluster_view_schema import ClusterViewReply
+from clipper.frontends.cluster_view import ClusterView
 
 STATIC_DIR = Path(__file__).with_name("dashboard_static")
 
