@@ -171,12 +171,13 @@ class ClusterView:
             answered = [f.frontend_id for f in frontends if f.frontend_id not in self._errors]
             window = Window({fid: self._scrapes[fid] for fid in answered if fid in self._scrapes})
             errors = dict(self._errors)
+        links = {name: await self._store.get_links(name) for name in await self._store.list_app_names()}
         return ClusterViewReply(
             time_s=time.time(),  # noqa: TID251 wall clock, for people reading the view
             interval_s=window.interval_s,
             frontends=[_frontend_view(f, window, errors.get(f.frontend_id)) for f in frontends],
-            apps=await self._apps(window),
-            models=await self._models(window),
+            apps=await self._apps(links, window),
+            models=await self._models(links, window),
         )
 
     async def _scrape_all(self, frontends: list[Frontend]) -> None:
@@ -205,24 +206,27 @@ class ClusterView:
         except ValueError as e:
             return f"{url}: unreadable metrics ({e})"
 
-    async def _apps(self, window: Window) -> list[AppView]:
+    async def _apps(self, links: dict[str, list[str]], window: Window) -> list[AppView]:
+        """`links`: app name -> its linked models, as read once for the whole view."""
         apps = []
-        for name in sorted(await self._store.list_app_names()):
+        for name, models in links.items():
             app = await self._store.get_app(name)
             if app is not None:
-                apps.append(_app_view(app, sorted(await self._store.get_links(name)), window))
+                apps.append(_app_view(app, models, window))
         return apps
 
-    async def _models(self, window: Window) -> list[ModelView]:
+    async def _models(self, links: dict[str, list[str]], window: Window) -> list[ModelView]:
         containers = await self._store.list_containers()
         models = sorted(await self._store.list_models(), key=lambda m: (m.model_name, m.model_version))
-        current = {m.model_name: await self._store.get_current_version(m.model_name) for m in models}
-        links: dict[str, list[str]] = {}
-        for app in sorted(await self._store.list_app_names()):
-            for model in await self._store.get_links(app):
-                links.setdefault(model, []).append(app)
+        current = {
+            name: await self._store.get_current_version(name) for name in {m.model_name for m in models}
+        }
+        linked_apps: dict[str, list[str]] = {}
+        for app, app_models in links.items():
+            for model in app_models:
+                linked_apps.setdefault(model, []).append(app)
         return [
-            _model_view(m, current[m.model_name] == m.model_version, containers, links, window)
+            _model_view(m, current[m.model_name] == m.model_version, containers, linked_apps, window)
             for m in models
         ]
 
