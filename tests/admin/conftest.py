@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +45,23 @@ def predict_until(
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClipperConnection]:
-    """One running cluster shared by a test module; every process is stopped afterwards."""
-    manager = make_manager(tmp_path_factory.mktemp("cluster"))
+@contextmanager
+def running_cluster(state_dir: Path, **options: Any) -> Iterator[ClipperConnection]:
+    """A started cluster of `make_manager(state_dir, **options)`; every process is stopped on leaving."""
+    manager = make_manager(state_dir, **options)
     conn = ClipperConnection(manager)
     conn.start_clipper()
     try:
         yield conn
     finally:
         manager.stop_all()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClipperConnection]:
+    """One running cluster shared by a test module; every process is stopped afterwards."""
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as conn:
+        yield conn
 
 
 PACKAGE = "inflection"  # small, pure Python, not a dependency of clipper

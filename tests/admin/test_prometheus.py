@@ -16,7 +16,7 @@ from clipper.admin import ClipperConnection
 from clipper.admin.deployers.python import deploy_python_closure
 from clipper.admin.managers import prometheus, prometheus_docker
 from clipper.frontends.metrics_targets import FRONTEND_LABEL, TARGETS_PATH
-from tests.admin.conftest import make_manager
+from tests.admin.conftest import make_manager, running_cluster
 from tests.conftest import free_port, wait_until
 
 APP = "counted"
@@ -63,19 +63,9 @@ def query(metric_addr: str, promql: str) -> float:
 def cluster(tmp_path: Path) -> Iterator[ClipperConnection]:
     """A cluster with every token on (admin and query), so Prometheus must present both."""
     require_prometheus()
-    manager = make_manager(
-        tmp_path,
-        query_auth=True,
-        start_prometheus=True,
-        prometheus_port=free_port(),
-        prometheus_scrape_interval_s=1.0,
-    )
-    conn = ClipperConnection(manager)
-    conn.start_clipper()
-    try:
+    options = {"prometheus_port": free_port(), "prometheus_scrape_interval_s": 1.0}
+    with running_cluster(tmp_path, query_auth=True, start_prometheus=True, **options) as conn:
         yield conn
-    finally:
-        manager.stop_all()
 
 
 def assert_scraped(conn: ClipperConnection) -> None:

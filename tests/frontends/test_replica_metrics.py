@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from clipper.admin import ClipperConnection
 from clipper.admin.deployers.python import deploy_python_closure
 from clipper.frontends.metrics import QueryMetrics
-from tests.admin.conftest import make_manager, predict_until
+from tests.admin.conftest import predict_until, running_cluster
 from tests.conftest import wait_until
 
 MODEL = "twin"
@@ -42,13 +42,9 @@ def model_predictions(text: str) -> float:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClipperConnection]:
-    manager = make_manager(tmp_path_factory.mktemp("cluster"))
-    conn = ClipperConnection(manager)
-    conn.start_clipper()
-    try:
+    """A whole local cluster (the `cluster` of tests/frontends/conftest.py is a query frontend alone)."""
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as conn:
         yield conn
-    finally:
-        manager.stop_all()
 
 
 def test_each_replica_has_its_own_series_and_they_go_when_it_goes(cluster: ClipperConnection) -> None:
