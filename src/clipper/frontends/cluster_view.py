@@ -241,18 +241,16 @@ def _frontend_view(frontend: Frontend, window: Window, error: str | None) -> Fro
     )
 
 
-def _hit_ratio(window: Window, match: Labels) -> float | None:
-    hits = window.increase("clipper_cache_lookups_total", match | {"result": "hit"})
-    total = window.increase("clipper_cache_lookups_total", match)
+def _hit_ratio(window: Window, matches: list[Labels]) -> float | None:
+    """Cache hits over lookups in the window, summed over the series each of `matches` selects."""
+    hits = sum(window.increase("clipper_cache_lookups_total", m | {"result": "hit"}) for m in matches)
+    total = sum(window.increase("clipper_cache_lookups_total", m) for m in matches)
     return hits / total if total > 0 else None
 
 
 def _app_view(app: App, models: list[str], window: Window) -> AppView:
     match = {"app": app.name}
     latency = "clipper_app_prediction_latency_seconds"
-    lookups = [(window.increase("clipper_cache_lookups_total", {"model": m, "result": "hit"}),
-                window.increase("clipper_cache_lookups_total", {"model": m})) for m in models]  # fmt: skip
-    total = sum(t for _, t in lookups)
     return AppView(
         name=app.name,
         input_type=app.input_type,
@@ -265,7 +263,7 @@ def _app_view(app: App, models: list[str], window: Window) -> AppView:
         p50_ms=window.quantile_ms(latency, match, 0.5),
         p99_ms=window.quantile_ms(latency, match, 0.99),
         defaults_per_s=window.rates_by("clipper_app_default_predictions_total", match, "reason", "default"),
-        cache_hit_ratio=sum(h for h, _ in lookups) / total if total > 0 else None,
+        cache_hit_ratio=_hit_ratio(window, [{"model": m} for m in models]),
     )
 
 
@@ -293,7 +291,7 @@ def _model_view(
         queue_length=int(window.gauge("clipper_model_queue_length", match) or 0),
         queue_bound=None if bound is None else int(bound),
         errors_per_s=window.rate("clipper_model_failed_batches_total", match),
-        cache_hit_ratio=_hit_ratio(window, match),
+        cache_hit_ratio=_hit_ratio(window, [match]),
         linked_apps=links.get(model.model_name, []),
         replica_metrics=_replica_metrics(window, match),
     )
