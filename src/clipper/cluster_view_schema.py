@@ -78,6 +78,3 @@ class ClusterViewReply(BaseModel):
     frontends: list[FrontendView]
     apps: list[AppView]
     models: list[ModelView]
-
-
-# --- scraping and assembly ------------------------------------------------------------------------
