@@ -78,6 +78,29 @@ class Policy(Protocol):
         ...
 
 
+class FixedPolicy:
+    """What the policies that learn nothing share (default, split, shadow): no state, no feedback, and one
+    answering model per query, never an ensemble."""
+
+    name: str
+    takes_feedback = False
+    per_user = False
+
+    def initial_state(self, models: Sequence[str]) -> State:
+        """Nothing is learned, so there is no state."""
+        return {}
+
+    def combine(self, state: State, models: Sequence[str], answers: Mapping[str, bytes]) -> Combined:
+        """Only ensembles are combined, and these policies never plan one."""
+        raise TypeError(f"the {self.name} policy never plans an ensemble")
+
+    def update(
+        self, state: State, models: Sequence[str], chosen: str | None, rewards: Mapping[str, float]
+    ) -> State:
+        """Feedback is not taken (the feedback route refuses it first, by `takes_feedback`)."""
+        raise NoFeedback(f"the {self.name} policy takes no feedback")
+
+
 class PerModels(Generic[T]):
     """A value derived from the linked models, rebuilt only when they change: plans run per query, links
     change rarely."""

@@ -6,15 +6,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clipper.selection.base import (
-    DEFAULT_POLICY,
-    NO_PLAN,
-    Combined,
-    NoFeedback,
-    PerModels,
-    Plan,
-    State,
-)
+from clipper.selection.base import DEFAULT_POLICY, NO_PLAN, FixedPolicy, PerModels, Plan, State
 from clipper.selection.params import only_keys
 
 
@@ -28,33 +20,17 @@ def _first(models: tuple[str, ...]) -> Plan:
     return Plan(models[0]) if models else NO_PLAN
 
 
-class DefaultPolicy:
+class DefaultPolicy(FixedPolicy):
     """Plans every query for the first (Clipper: the only) linked model."""
 
     name = DEFAULT_POLICY
-    takes_feedback = False
-    per_user = False
 
     def __init__(self) -> None:
         self._plans = PerModels(_first)
 
-    def initial_state(self, models: Sequence[str]) -> State:
-        """No state beyond Clipper's default output."""
-        return {}
-
     def plan(self, state: State, models: Sequence[str], uid: str | None, rng: random.Random) -> Plan:
         """The first linked model answers."""
         return self._plans.get(models)
-
-    def combine(self, state: State, models: Sequence[str], answers: Mapping[str, bytes]) -> Combined:
-        """The default policy plans one model per query; nothing to combine."""
-        raise TypeError("the default policy never plans an ensemble")
-
-    def update(
-        self, state: State, models: Sequence[str], chosen: str | None, rewards: Mapping[str, float]
-    ) -> State:
-        """Feedback is not taken."""
-        raise NoFeedback(f"the {DEFAULT_POLICY} policy takes no feedback")
 
     def weights(self, state: State, models: Sequence[str]) -> dict[str, float]:
         """All traffic goes to the first linked model."""

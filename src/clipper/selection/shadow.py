@@ -6,7 +6,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clipper.selection.base import Combined, NoFeedback, PerModels, Plan, State
+from clipper.selection.base import FixedPolicy, PerModels, Plan, State
 from clipper.selection.params import linked_model, only_keys
 
 
@@ -18,7 +18,7 @@ def check(params: Mapping[str, Any], models: Sequence[str]) -> dict[str, Any]:
     return {"primary": linked_model("primary", params["primary"], models)}
 
 
-class ShadowPolicy:
+class ShadowPolicy(FixedPolicy):
     """Plans the primary as the answer and every other linked model as a shadow.
 
     If the primary is no longer linked, queries get the default output (the shadows still run), rather
@@ -26,8 +26,6 @@ class ShadowPolicy:
     """
 
     name = "shadow"
-    takes_feedback = False
-    per_user = False
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.primary: str = params["primary"]
@@ -37,23 +35,9 @@ class ShadowPolicy:
         answer = self.primary if self.primary in models else None
         return Plan(answer, shadows=tuple(m for m in models if m != self.primary))
 
-    def initial_state(self, models: Sequence[str]) -> State:
-        """Nothing is learned, so there is no state."""
-        return {}
-
     def plan(self, state: State, models: Sequence[str], uid: str | None, rng: random.Random) -> Plan:
         """The same plan for every query."""
         return self._plans.get(models)
-
-    def combine(self, state: State, models: Sequence[str], answers: Mapping[str, bytes]) -> Combined:
-        """Shadow plans one answering model; nothing to combine."""
-        raise TypeError("the shadow policy never plans an ensemble")
-
-    def update(
-        self, state: State, models: Sequence[str], chosen: str | None, rewards: Mapping[str, float]
-    ) -> State:
-        """Feedback is not taken: the primary is chosen by the operator."""
-        raise NoFeedback("the shadow policy takes no feedback: the primary answers until changed")
 
     def weights(self, state: State, models: Sequence[str]) -> dict[str, float]:
         """The primary answers every query; shadows answer none."""

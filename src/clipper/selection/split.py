@@ -8,7 +8,7 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clipper.selection.base import NO_PLAN, Combined, NoFeedback, PerModels, Plan, State
+from clipper.selection.base import NO_PLAN, FixedPolicy, PerModels, Plan, State
 from clipper.selection.params import linked_model, number, only_keys
 
 _NO_USER = "0"  # Clipper's uid 0 means "no user": such queries are spread by draw, not pinned
@@ -42,7 +42,7 @@ def uid_point(uid: str) -> float:
     return h / 4294967296.0
 
 
-class SplitPolicy:
+class SplitPolicy(FixedPolicy):
     """Each query goes to one model drawn by the weights; a query with a uid always to that user's model.
 
     Users are laid on [0, 1) in the order of the weights, so raising a canary's share from 1% to 5% keeps
@@ -50,8 +50,6 @@ class SplitPolicy:
     """
 
     name = "split"
-    takes_feedback = False
-    per_user = False
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self._weights: dict[str, float] = dict(params["weights"])
@@ -68,10 +66,6 @@ class SplitPolicy:
             bounds.append(acc)
         return bounds, [Plan(m) for m, _ in arms]
 
-    def initial_state(self, models: Sequence[str]) -> State:
-        """Nothing is learned, so there is no state."""
-        return {}
-
     def plan(self, state: State, models: Sequence[str], uid: str | None, rng: random.Random) -> Plan:
         """The arm at the user's point, or at a random one for a query without a user."""
         bounds, plans = self._tables.get(models)
@@ -79,16 +73,6 @@ class SplitPolicy:
             return NO_PLAN
         point = rng.random() if uid is None or uid == _NO_USER else uid_point(uid)
         return plans[bisect_right(bounds, point)]
-
-    def combine(self, state: State, models: Sequence[str], answers: Mapping[str, bytes]) -> Combined:
-        """Split plans one model per query; nothing to combine."""
-        raise TypeError("the split policy never plans an ensemble")
-
-    def update(
-        self, state: State, models: Sequence[str], chosen: str | None, rewards: Mapping[str, float]
-    ) -> State:
-        """Feedback is not taken: the shares are fixed."""
-        raise NoFeedback("the split policy takes no feedback: its weights are fixed")
 
     def weights(self, state: State, models: Sequence[str]) -> dict[str, float]:
         """Each linked model's share of traffic (the weights over the models linked now)."""
