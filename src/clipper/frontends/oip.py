@@ -17,8 +17,8 @@ from clipper import __version__
 from clipper.errors import ClipperError, InvalidInput, Overloaded, UnknownVersion
 from clipper.frontends.errors import OIP_ERRORS, lookup
 from clipper.frontends.http1 import Headers, Respond, Response
-from clipper.frontends.oip_tensors import DATATYPES, default_text, input_shape, parse_infer, render_outputs
-from clipper.query.answers import DefaultAnswer, PendingRequest
+from clipper.frontends.oip_tensors import DATATYPES, input_shape, parse_infer, render_outputs
+from clipper.query.answers import PendingRequest
 from clipper.query.processor import AppRoute
 
 if TYPE_CHECKING:
@@ -129,8 +129,8 @@ class OipApp:
 
         def answer(pending: PendingRequest) -> None:  # may run inside submit (cache hits, no model)
             query.answered()
-            outputs, binary = render_outputs(
-                pending.answers, default_text(pending.default_output), request.outputs
+            outputs, binary, defaults = render_outputs(
+                pending.answers, pending.default_output, request.outputs
             )
             head: dict[str, object] = {"model_name": name}
             if answered_version is not None:
@@ -139,7 +139,6 @@ class OipApp:
                 head["id"] = request.id
             head["outputs"] = outputs
             body = orjson.dumps(head)
-            defaults = [out for out in pending.answers if isinstance(out, DefaultAnswer)]
             query.metrics.request_done(name, time.perf_counter() - start, len(pending.answers), defaults)
             if binary:
                 headers = [("content-type", "application/octet-stream"),

@@ -307,16 +307,23 @@ def default_text(default_output: bytes) -> bytes:
 
 
 def render_outputs(
-    answers: Sequence[Answer | None], default: bytes, wanted: dict[str, bool]
-) -> tuple[list[dict[str, Any]], bytes]:
-    """The response's `outputs` and the binary data that follows the JSON (empty if none is binary)."""
+    answers: Sequence[Answer | None], default_output: bytes, wanted: dict[str, bool]
+) -> tuple[list[dict[str, Any]], bytes, list[DefaultAnswer]]:
+    """The response's `outputs`, the binary data that follows the JSON (empty if none is binary), and the
+    default answers among `answers` (for the metrics); `default_output` is the app's, as JSON."""
     texts: list[bytes] = []
     defaults: list[bool] = []
+    default_answers: list[DefaultAnswer] = []
+    default = b""
     for answer in answers:
-        defaults.append(isinstance(answer, DefaultAnswer))
         if isinstance(answer, DefaultAnswer):
+            if not default_answers:  # most answers hold none: decode the default only when one does
+                default = default_text(default_output)
+            default_answers.append(answer)
+            defaults.append(True)
             texts.append(default)
         else:
+            defaults.append(False)
             texts.append(answer.output if isinstance(answer, Explained) else answer or b"")
     n = len(texts)
     outputs, chunks = [], []
@@ -333,4 +340,4 @@ def render_outputs(
         else:
             out["data"] = [t.decode(errors="replace") for t in texts] if name == "output" else defaults
         outputs.append(out)
-    return outputs, b"".join(chunks)
+    return outputs, b"".join(chunks), default_answers
