@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from clipper.errors import ConfigConflict, InvalidInput
 from clipper.schema import (
     NO_CONTAINER,
-    ModelInfo,
+    Model,
     ModelLogs,
     ModelLogsQuery,
     ReplicaInfo,
@@ -62,8 +62,8 @@ def _parse_query(request: Request, model: type[Q]) -> Q:
         raise InvalidInput(f"Error parsing query: {describe_errors(e)}") from None
 
 
-async def _model(management: Management, name: str, version: str) -> ModelInfo:
-    found = await management.model_info(name, version)
+async def _model(management: Management, name: str, version: str) -> Model:
+    found = await management.store.get_model(name, version)
     if found is None:
         raise ConfigConflict(f"model with name '{name}' and version '{version}' does not exist")
     return found
