@@ -24,23 +24,31 @@ __all__ = [
     "reward",
 ]
 
-POLICIES: tuple[str, ...] = (DEFAULT_POLICY, "split", "shadow", "exp3", "exp4")
+_Check = Callable[[Mapping[str, Any], Sequence[str]], dict[str, Any]]
+_Make = Callable[[dict[str, Any]], Policy]
 
-_CHECKS: dict[str, Callable[[Mapping[str, Any], Sequence[str]], dict[str, Any]]] = {
-    DEFAULT_POLICY: default.check,
-    "split": split.check,
-    "shadow": shadow.check,
-    "exp3": exp3.check,
-    "exp4": exp4.check,
+# each policy: its parameter check and its constructor (one place to add a policy)
+_TABLE: dict[str, tuple[_Check, _Make]] = {
+    DEFAULT_POLICY: (default.check, lambda _params: default.DefaultPolicy()),
+    "split": (split.check, split.SplitPolicy),
+    "shadow": (shadow.check, shadow.ShadowPolicy),
+    "exp3": (exp3.check, exp3.Exp3Policy),
+    "exp4": (exp4.check, exp4.Exp4Policy),
 }
+POLICIES: tuple[str, ...] = tuple(_TABLE)
+
+
+def _entry(policy: str) -> tuple[_Check, _Make]:
+    found = _TABLE.get(policy)
+    if found is None:
+        raise ValueError(f"policy: unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    return found
 
 
 def check_params(policy: str, params: dict[str, Any], models: Sequence[str]) -> dict[str, Any]:
     """Validated, normalised parameters (defaults filled in) for `policy` over the app's linked `models`;
     ValueError naming the field and the problem otherwise."""
-    check = _CHECKS.get(policy)
-    if check is None:
-        raise ValueError(f"policy: unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    check, _ = _entry(policy)
     if not isinstance(params, Mapping):
         raise ValueError(f"params: must be a JSON object, got {type(params).__name__}")
     return check(params, models)
@@ -48,14 +56,5 @@ def check_params(policy: str, params: dict[str, Any], models: Sequence[str]) -> 
 
 def make_policy(policy: str, params: dict[str, Any]) -> Policy:
     """The policy object for parameters already passed through `check_params`."""
-    if policy == DEFAULT_POLICY:
-        return default.DefaultPolicy()
-    if policy == "split":
-        return split.SplitPolicy(params)
-    if policy == "shadow":
-        return shadow.ShadowPolicy(params)
-    if policy == "exp3":
-        return exp3.Exp3Policy(params)
-    if policy == "exp4":
-        return exp4.Exp4Policy(params)
-    raise ValueError(f"policy: unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    _, make = _entry(policy)
+    return make(params)
