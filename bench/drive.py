@@ -53,13 +53,18 @@ class Point:
 
 def write_bodies(directory: Path, kind: str, count: int = 1000) -> Path:
     """A Lua script that cycles through `count` distinct bodies (so no cache answers), one per line."""
-    bodies_path = directory / f"bodies-{kind}.txt"
     if kind == "noop":
         lines = [NOOP_BODY] * 1
     else:
         rng = np.random.default_rng(1)
         lines = [orjson.dumps({"input": rng.random(784).round(4).tolist()}) for _ in range(count)]
-    bodies_path.write_bytes(b"\n".join(lines) + b"\n")
+    return write_script(directory, kind, lines)
+
+
+def write_script(directory: Path, kind: str, bodies: list[bytes]) -> Path:
+    """A Lua script for wrk that POSTs `bodies` (JSON, one line each) in turn; `kind` names its files."""
+    bodies_path = directory / f"bodies-{kind}.txt"
+    bodies_path.write_bytes(b"\n".join(bodies) + b"\n")
     script = directory / f"post-{kind}.lua"
     script.write_text(_LUA % {"path": bodies_path})
     return script

@@ -27,9 +27,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import drive
 from cluster import BenchCluster
-from drive import Point, run_wrk
+from drive import Point, run_wrk, write_script
 from run import machine
 
 from clipper_admin.deployers.onnx import deploy_onnx_model
@@ -90,21 +89,12 @@ def bare_loop(model: bytes, duration_s: float) -> Point:
 def scripts(directory: Path) -> tuple[Path, Path]:
     """wrk Lua scripts for the JSON API and for OIP, each cycling through the same 1,000 inputs."""
     rows = np.random.default_rng(1).random((BODIES, WIDTH)).round(4).tolist()
-    bodies = {
-        "clipper": [orjson.dumps({"input": r}) for r in rows],
-        "oip": [
-            orjson.dumps({"inputs": [{"name": "input", "shape": [1, WIDTH], "datatype": "FP64", "data": r}]})
-            for r in rows
-        ],
-    }
-    out = []
-    for kind, lines in bodies.items():
-        path = directory / f"bodies-{kind}.txt"
-        path.write_bytes(b"\n".join(lines) + b"\n")
-        script = directory / f"post-{kind}.lua"
-        script.write_text(drive._LUA % {"path": path})
-        out.append(script)
-    return out[0], out[1]
+    clipper = [orjson.dumps({"input": r}) for r in rows]
+    oip = [
+        orjson.dumps({"inputs": [{"name": "input", "shape": [1, WIDTH], "datatype": "FP64", "data": r}]})
+        for r in rows
+    ]
+    return write_script(directory, "clipper", clipper), write_script(directory, "oip", oip)
 
 
 def check_same_answers(url: str) -> None:
