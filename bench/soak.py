@@ -158,11 +158,12 @@ def frontend_rss_mib(cluster: BenchCluster) -> float:
 
 
 def kill_one_replica(cluster: BenchCluster) -> str:
-    victims = sorted(role for role in cluster.pids() if role.startswith(f"model-{APP}-"))
+    pids = cluster.pids()
+    victims = sorted(role for role in pids if role.startswith(f"model-{APP}-"))
     if not victims:
         return "none alive"
     role = random.choice(victims)
-    os.kill(cluster.pids()[role], signal.SIGKILL)
+    os.kill(pids[role], signal.SIGKILL)
     return role
 
 
