@@ -83,13 +83,13 @@ def containers_table(conn: ClipperConnection) -> Table:
 def addresses(manager: LocalContainerManager) -> str:
     """Where the cluster serves predictions, management, the dashboard and metrics (Prometheus's page when
     the cluster runs one, else a frontend's /metrics), and where its state lives."""
-    metric = manager.get_metric_addr()
-    metrics = f"http://{metric}/graph" if metric != manager.get_query_addr() else f"http://{metric}/metrics"
+    query, admin, metric = manager.get_query_addr(), manager.get_admin_addr(), manager.get_metric_addr()
+    metrics = f"http://{metric}/graph" if metric != query else f"http://{metric}/metrics"
     return "\n".join(
         [
-            f"  predictions: http://{manager.get_query_addr()}/<app>/predict",
-            f"  management:  http://{manager.get_admin_addr()}/admin/",
-            f"  dashboard:   http://{manager.get_admin_addr()}/dashboard",
+            f"  predictions: http://{query}/<app>/predict",
+            f"  management:  http://{admin}/admin/",
+            f"  dashboard:   http://{admin}/dashboard",
             f"  metrics:     {metrics}",
             f"  state:       {manager.state_dir}",
         ]
