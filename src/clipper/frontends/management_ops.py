@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -71,7 +70,7 @@ async def _model(management: Management, name: str, version: str) -> Model:
 
 def add_replica_routes(admin: APIRouter, management: Management) -> None:
     """`POST /admin/set_num_replicas`, `GET /admin/get_replicas`, `GET /admin/get_model_logs` on `admin`."""
-    from clipper.frontends.management_http import _body_doc, parse_body
+    from clipper.frontends.management_http import _body_doc, _json, parse_body
 
     scaling = asyncio.Lock()  # one resize at a time: each reads the replicas it then adds to or stops
 
@@ -147,7 +146,3 @@ def add_replica_routes(admin: APIRouter, management: Management) -> None:
 
 def _list_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"type": "array", "items": model.model_json_schema()}
-
-
-def _json(value: Any) -> Response:
-    return Response(orjson.dumps(value), media_type="application/json")
