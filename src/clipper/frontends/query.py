@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
+from functools import partial
 
 import redis.exceptions
 import uvloop
@@ -134,26 +135,23 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         query_token=reveal(settings.query_token),
         feedback=FeedbackHandler(processor, store, metrics),
     )
-    http = HttpServer(
+    serve = partial(  # both ports serve the same app under the same request limits
+        HttpServer,
         app,
         settings.http_host,
-        settings.http_port,
         max_body_bytes=settings.max_body_bytes,
         keepalive_timeout_s=settings.keepalive_timeout_s,
         max_header_bytes=settings.max_header_bytes,
         header_timeout_s=settings.header_timeout_s,
         body_timeout_s=settings.body_timeout_s,
+    )
+    http = serve(
+        settings.http_port,
         max_connections=settings.max_connections,
         reserved_fds=settings.rpc_max_connections + FD_RESERVE_MIN,  # containers, Redis, logs
     )
-    own = HttpServer(  # the same app on a port of its own, so a scrape reaches this frontend alone
-        app,
-        settings.http_host,
-        settings.metrics_port,
-        max_body_bytes=settings.max_body_bytes,
-        keepalive_timeout_s=settings.keepalive_timeout_s,
-        max_connections=OWN_PORT_MAX_CONNECTIONS,
-    )
+    # The same app on a port of its own, so a scrape reaches this frontend alone.
+    own = serve(settings.metrics_port, max_connections=OWN_PORT_MAX_CONNECTIONS)
     await store.remove_frontend_containers(fid)
     await follower.start()
     await rpc.start()
