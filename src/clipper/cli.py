@@ -149,12 +149,6 @@ def start(
     Tokens live in the cluster's state directory (`secrets/`, owner-only); every `clipper` command of
     this user finds them there.
     """
-    running = state.manager().live_records()
-    if running:
-        raise CliError(
-            f"Cluster {state.cluster} is already running ({len(running)} processes); `clipper status` shows "
-            "it, `clipper stop` stops it (add --purge to start the next one from nothing)"
-        )
     manager = state.manager(
         clipper_query_port=query_port,
         clipper_management_port=management_port,
@@ -167,6 +161,12 @@ def start(
         start_prometheus=prometheus,
         prometheus_port=prometheus_port,
     )
+    running = manager.live_records()
+    if running:
+        raise CliError(
+            f"Cluster {state.cluster} is already running ({len(running)} processes); `clipper status` shows "
+            "it, `clipper stop` stops it (add --purge to start the next one from nothing)"
+        )
     with console.status(f"Starting cluster {state.cluster}..."):
         ClipperConnection(manager).start_clipper(cache_size=cache_size, num_frontend_replicas=frontends)
     console.print(f"[green]Cluster {state.cluster} is running[/green]")
