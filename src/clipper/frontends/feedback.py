@@ -20,6 +20,7 @@ from clipper.query.inputs import encode_input, load_json, parse_uid
 from clipper.query.processor import QueryProcessor
 from clipper.query.selecting import GLOBAL_UID
 from clipper.selection import NoFeedback, reward
+from clipper.types import InputType
 
 
 class FeedbackHandler:
@@ -40,7 +41,7 @@ class FeedbackHandler:
                 f"app '{app_name}' uses the {name} policy, which takes no feedback; "
                 "set exp3 or exp4 (set_app_policy) to learn from it"
             )
-        uid, data, label = _parse(raw, route.input_type)
+        uid, data, label = _parse(raw, route.input_type, route.input_shape)
         models = sel.models
         answers = await asyncio.gather(*(self._processor.ask(model, data, route.slo_ns) for model in models))
         rewards: dict[str, float] = {}
@@ -63,8 +64,14 @@ class FeedbackHandler:
         return {"app": app_name, "uid": uid, "rewards": rewards}
 
 
-def _parse(raw: bytes, input_type: Any) -> tuple[str, bytes, float | str]:
-    """(uid, the input as container bytes, label) of an update body; InvalidInput names the field."""
+def _parse(
+    raw: bytes, input_type: InputType, shape: tuple[int, ...] | None
+) -> tuple[str, bytes, float | str]:
+    """(uid, the input as container bytes, label) of an update body; InvalidInput names the field.
+
+    The input is encoded as predict encodes it (nested to the app's `input_shape` or flat), so feedback finds
+    the same cached answers and remembered choices as the prediction it labels.
+    """
     body = load_json(raw)
     if not isinstance(body, dict):
         raise InvalidInput("Request body must be a JSON object with uid, input and label")
@@ -76,4 +83,4 @@ def _parse(raw: bytes, input_type: Any) -> tuple[str, bytes, float | str]:
         raise InvalidInput("Type mismatch! JSON key label expected type Number (or String)")
     if uid is None:
         raise InvalidInput("Type mismatch! JSON key uid expected type Integer (or String)")
-    return uid, encode_input(body["input"], input_type, "input"), label
+    return uid, encode_input(body["input"], input_type, "input", shape=shape), label
