@@ -27,11 +27,12 @@ _OPTIONS = [field.name for field in dataclasses.fields(DeployOptions)]
 
 def _with_model(closure_api: Callable[..., None], model_param: str) -> inspect.Signature:
     """`closure_api`'s signature with `model_param` after `func`, which now takes (model, inputs)."""
-    params = list(inspect.signature(closure_api).parameters.values())
+    signature = inspect.signature(closure_api)
+    params = list(signature.parameters.values())
     at = [p.name for p in params].index("func")
     func = params[at].replace(annotation="Callable[[Any, Any], Any]")
     model = inspect.Parameter(model_param, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="Any")
-    return inspect.signature(closure_api).replace(parameters=[*params[:at], func, model, *params[at + 1 :]])
+    return signature.replace(parameters=[*params[:at], func, model, *params[at + 1 :]])
 
 
 def _named(
