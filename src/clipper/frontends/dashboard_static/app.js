@@ -78,6 +78,10 @@ const fmt = (v, digits = 1) => (v == null ? "–" : Number(v).toFixed(digits));
 const pct = (v) => (v == null ? "–" : `${Math.round(v * 100)}%`);
 const sum = (values) => values.reduce((a, b) => a + b, 0);
 const modelKey = (m) => `${m.name}:${m.version}`;
+const findApp = (name) => view.apps.find((a) => a.name === name);
+const findModel = (name, version) => view.models.find((m) => m.name === name && m.version === version);
+const numCell = (value, digits = 1, attrs = {}) => h("td", { class: "num", ...attrs }, fmt(value, digits));
+const muted = (text) => h("p", { class: "muted" }, text);
 
 function table(head, rows) {
   return h("table", {},
@@ -124,8 +128,8 @@ function drawCharts(nowS) {
   for (const canvas of document.querySelectorAll("canvas[data-chart]")) {
     const points = history.get(canvas.dataset.chart) ?? [];
     const { series, limits = [], unit = "", fixedMax = null } = canvas.spec(points);
-    canvas.legend.replaceChildren(...series.map((s) => h("span", {}, h("i", { style: `background:${s.color}` }), s.label)),
-      ...limits.filter((l) => l.value != null).map((l) => h("span", {}, h("i", { style: `background:${l.color}` }), l.label)));
+    const swatch = ({ color, label }) => h("span", {}, h("i", { style: `background:${color}` }), label);
+    canvas.legend.replaceChildren(...series.map(swatch), ...limits.filter((l) => l.value != null).map(swatch));
     const spanS = Math.min(HISTORY_S - 60, Math.max(30, nowS - (points[0]?.t ?? nowS)));
     drawChart(canvas, { series, limits, unit, fixedMax, nowS, spanS });
   }
@@ -198,11 +202,11 @@ function appRows(apps) {
     h("td", {}, a.input_type),
     h("td", {}, a.models.length ? a.models.map((name) => currentLink(name)) : h("span", { class: "muted" }, "none")),
     h("td", {}, a.policy ?? "–"),
-    h("td", { class: "num" }, fmt(a.slo_ms, 0)),
-    h("td", { class: "num", "data-field": "requests_per_s" }, fmt(a.requests_per_s)),
+    numCell(a.slo_ms, 0),
+    numCell(a.requests_per_s, 1, { "data-field": "requests_per_s" }),
     latencyCell(a.p50_ms, a.slo_ms),
     latencyCell(a.p99_ms, a.slo_ms),
-    h("td", { class: "num" }, fmt(sum(Object.values(a.defaults_per_s)))),
+    numCell(sum(Object.values(a.defaults_per_s))),
     h("td", { class: "num" }, pct(a.cache_hit_ratio))));
 }
 
@@ -217,10 +221,10 @@ function modelRows(models) {
     h("td", {}, m.input_type),
     h("td", {}, m.linked_apps.join(", ") || h("span", { class: "muted" }, "none")),
     h("td", { class: "num", "data-field": "replicas" }, m.replicas),
-    h("td", { class: "num", "data-field": "predictions_per_s" }, fmt(m.predictions_per_s)),
-    h("td", { class: "num" }, fmt(m.mean_batch_size)),
-    h("td", { class: "num" }, fmt(m.p50_ms)),
-    h("td", { class: "num" }, fmt(m.p99_ms)),
+    numCell(m.predictions_per_s, 1, { "data-field": "predictions_per_s" }),
+    numCell(m.mean_batch_size),
+    numCell(m.p50_ms),
+    numCell(m.p99_ms),
     h("td", { class: "num" }, m.queue_bound == null ? m.queue_length : `${m.queue_length} / ${m.queue_bound}`),
     h("td", { class: `num${m.errors_per_s > 0 ? " over" : ""}` }, fmt(m.errors_per_s, 2))));
 }
@@ -235,7 +239,7 @@ function frontendRows(frontends) {
     h("td", {}, h("code", {}, f.id)),
     h("td", {}, f.http_address),
     h("td", {}, h("span", { class: `badge ${f.up ? "ok" : "bad"}`, title: f.error ?? "" }, f.up ? "up" : "down")),
-    h("td", { class: "num" }, fmt(f.requests_per_s))));
+    numCell(f.requests_per_s)));
 }
 
 /** Static structure of a page: rebuilt only when the route or the set of apps/models changes. */
@@ -254,18 +258,18 @@ function layout(r) {
       h("div", { class: "card-head" }, h("h3", {}, appLink(a.name)),
         h("span", { class: "muted" }, `${a.input_type} · SLO ${fmt(a.slo_ms, 0)} ms · ${a.models.join(", ") || "no model"}`)),
       h("div", { class: "charts" }, appCharts(a)))))
-      : h("p", { class: "muted" }, "No applications yet."),
+      : muted("No applications yet."),
     h("h2", {}, "Current model versions, live"),
     current.length ? h("div", { class: "grid2" }, current.map((m) => h("div", { class: "panel" },
       h("div", { class: "card-head" }, h("h3", {}, modelLink(m)),
         h("span", { class: "muted", "data-field": "card-replicas" }, "")),
       h("div", { class: "charts" }, modelCharts(m)))))
-      : h("p", { class: "muted" }, "No models yet."));
+      : muted("No models yet."));
 }
 
 function fillOverview() {
-  fill("apps-table", () => view.apps.length ? table(APP_HEAD, appRows(view.apps)) : h("p", { class: "muted" }, "None."));
-  fill("models-table", () => view.models.length ? table(MODEL_HEAD, modelRows(view.models)) : h("p", { class: "muted" }, "None."));
+  fill("apps-table", () => view.apps.length ? table(APP_HEAD, appRows(view.apps)) : muted("None."));
+  fill("models-table", () => view.models.length ? table(MODEL_HEAD, modelRows(view.models)) : muted("None."));
   fill("frontends-table", () => table([["Frontend"], ["HTTP address"], ["State"], ["Req/s", 1]], frontendRows(view.frontends)));
 }
 
@@ -275,7 +279,7 @@ function fill(id, build) {
 }
 
 function appPage(main, r) {
-  const app = view.apps.find((a) => a.name === r.name);
+  const app = findApp(r.name);
   if (!app) return main.replaceChildren(h("p", { class: "error" }, `No application named ${r.name}.`));
   main.replaceChildren(
     h("h2", {}, `Application ${app.name}`),
@@ -287,14 +291,14 @@ function appPage(main, r) {
 }
 
 function fillApp(r) {
-  const app = view.apps.find((a) => a.name === r.name);
+  const app = findApp(r.name);
   if (!app) return;
   fill("apps-table", () => table(APP_HEAD, appRows([app])));
   fill("models-table", () => table(MODEL_HEAD, modelRows(view.models.filter((m) => app.models.includes(m.name)))));
 }
 
 function modelPage(main, r) {
-  const m = view.models.find((x) => x.name === r.name && x.version === r.version);
+  const m = findModel(r.name, r.version);
   if (!m) return main.replaceChildren(h("p", { class: "error" }, `No model version ${r.name}:${r.version}.`));
   const versions = view.models.filter((x) => x.name === m.name).map((x) => x.version);
   const status = h("div", { class: "status", id: "action-status" });
@@ -316,7 +320,7 @@ function modelPage(main, r) {
     h("h2", {}, "Live"),
     h("div", { class: "panel" }, h("div", { class: "charts" }, modelCharts(m))),
     h("h2", {}, "Replicas"),
-    h("div", { class: "panel", id: "replicas" }, h("p", { class: "muted" }, "Loading…")),
+    h("div", { class: "panel", id: "replicas" }, muted("Loading…")),
     h("h2", {}, "Replicas as the frontends see them"),
     h("div", { class: "panel", id: "replica-metrics" }),
     h("h2", {}, "Recent log lines"),
@@ -335,7 +339,7 @@ async function act(button, status, call, body) {
     status.className = "status ok";
     status.textContent = typeof reply === "string" ? reply : "Done.";
     await poll();
-    const m = view.models.find((x) => x.name === body.model_name && x.version === body.model_version);
+    const m = findModel(body.model_name, body.model_version);
     if (m) refreshReplicas(m);
   } catch (e) {
     status.className = "status error";
@@ -357,7 +361,7 @@ async function refreshReplicas(m) {
         h("td", {}, h("code", {}, r.replica)), h("td", {}, r.kind), h("td", {}, r.state),
         h("td", {}, r.started_at == null ? "–" : new Date(r.started_at * 1000).toLocaleTimeString()),
         h("td", { class: "num" }, r.uptime_s == null ? "–" : duration(r.uptime_s)))))
-      : h("p", { class: "muted" }, "No replicas running."))
+      : muted("No replicas running."))
     : h("p", { class: "error" }, replicas.reason.message));
   const pre = document.getElementById("logs");
   if (pre) {
@@ -373,18 +377,17 @@ function duration(seconds) {
 }
 
 function fillModel(r) {
-  const m = view.models.find((x) => x.name === r.name && x.version === r.version);
+  const m = findModel(r.name, r.version);
   if (!m) return;
   fill("models-table", () => table(MODEL_HEAD, modelRows([m])));
   fill("replica-metrics", () => m.replica_metrics.length
     ? table([["Frontend"], ["Replica id"], ["Queries/s", 1], ["Batches/s", 1], ["Batch", 1], ["p50 ms", 1], ["p99 ms", 1],
       ["Failed/s", 1], ["Last heard", 1]], m.replica_metrics.map((x) => h("tr", {},
-      h("td", {}, h("code", {}, x.frontend)), h("td", {}, x.replica), h("td", { class: "num" }, fmt(x.predictions_per_s)),
-      h("td", { class: "num" }, fmt(x.batches_per_s)), h("td", { class: "num" }, fmt(x.mean_batch_size)),
-      h("td", { class: "num" }, fmt(x.p50_ms)), h("td", { class: "num" }, fmt(x.p99_ms)),
-      h("td", { class: "num" }, fmt(x.failed_batches_per_s, 2)),
+      h("td", {}, h("code", {}, x.frontend)), h("td", {}, x.replica), numCell(x.predictions_per_s),
+      numCell(x.batches_per_s), numCell(x.mean_batch_size), numCell(x.p50_ms), numCell(x.p99_ms),
+      numCell(x.failed_batches_per_s, 2),
       h("td", { class: "num" }, x.last_heard_s == null ? "–" : `${fmt(x.last_heard_s)} s`))))
-    : h("p", { class: "muted" }, "No replica connected to a frontend."));
+    : muted("No replica connected to a frontend."));
 }
 
 // --- the loop ---------------------------------------------------------------------------------------
