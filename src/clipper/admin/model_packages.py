@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from clipper.admin.managers.process import ClientSettings
 from clipper.admin.progress import status_line
 from clipper.errors import ClipperError
-from clipper.runtime.closure import METADATA_FILE
+from clipper.runtime.closure import METADATA_FILE, read_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +79,13 @@ def canonical(name: str) -> str:
 
 def recorded_packages(model_dir: Path) -> dict[str, str]:
     """The `packages` a framework deployer recorded in the model directory's metadata.json ({} if none)."""
-    path = model_dir / METADATA_FILE
-    if not path.is_file():
-        return {}
+    saved = read_metadata(model_dir) or {}
     try:
-        raw = json.loads(path.read_text()).get("packages") or {}
-        return _Packages.model_validate({"packages": raw}).packages
-    except (ValueError, AttributeError, ValidationError) as e:
+        return _Packages.model_validate({"packages": saved.get("packages") or {}}).packages
+    except ValidationError as e:
         raise ClipperError(
-            f"{path}: 'packages' must map pip distribution names to exact versions, e.g. "
-            f'{{"torch": "2.13.0+cpu"}} ({e}); redeploy the model with its deployer.'
+            f"{model_dir / METADATA_FILE}: 'packages' must map pip distribution names to exact versions, "
+            f'e.g. {{"torch": "2.13.0+cpu"}} ({e}); redeploy the model with its deployer.'
         ) from None
 
 
