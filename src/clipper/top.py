@@ -32,9 +32,8 @@ class ViewUnavailable(ClipperError):
 class ClusterViewClient:
     """Reads the cluster view from the manager's admin address with the manager's admin token."""
 
-    def __init__(self, manager: ContainerManager, timeout_s: float = FETCH_TIMEOUT_S) -> None:
+    def __init__(self, manager: ContainerManager) -> None:
         self._manager = manager
-        self._timeout_s = timeout_s
         self._http = requests.Session()
 
     def fetch(self) -> ClusterViewReply:
@@ -44,7 +43,7 @@ class ClusterViewClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         url = f"http://{addr}/admin/cluster_view"
         try:
-            r = self._http.get(url, headers=headers, timeout=self._timeout_s)
+            r = self._http.get(url, headers=headers, timeout=FETCH_TIMEOUT_S)
         except requests.RequestException as e:
             raise ViewUnavailable(f"management frontend at {addr} is unreachable ({type(e).__name__})") from e
         if r.status_code in (401, 403):
