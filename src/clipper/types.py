@@ -7,6 +7,7 @@ import enum
 from clipper.errors import InvalidInput
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the range of Clipper's integers, on the wire and in the API
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: larger numbers are not Clipper floats
 
 
 class InputType(enum.IntEnum):

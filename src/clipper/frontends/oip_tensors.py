@@ -21,7 +21,7 @@ import simdjson
 from clipper.errors import InvalidInput
 from clipper.query.answers import Answer, DefaultAnswer, Explained
 from clipper.query.inputs import TooManyInputs, load_json
-from clipper.types import InputType
+from clipper.types import FLOAT32_MAX, InputType
 
 # The OIP datatype of each input type. Clipper's bytes reach a model as signed int8, so they are INT8.
 DATATYPES: dict[InputType, str] = {
@@ -33,7 +33,6 @@ DATATYPES: dict[InputType, str] = {
     InputType.JSON: "BYTES",
 }
 _ARRAY_CODES = {"FP64": "d", "FP32": "f", "INT32": "i", "INT8": "b"}
-_FLOAT_MAX = 3.4028234663852886e38
 OUTPUT_NAMES = ("output", "default")
 _LENGTH = struct.Struct("<I")
 
@@ -266,7 +265,7 @@ def _number_rows(flat: list[Any], batch: int, datatype: str, may_hold_bools: boo
         numbers = array(_ARRAY_CODES[datatype], flat)
     except (TypeError, OverflowError) as e:
         raise InvalidInput(f"inputs[0].data does not fit datatype {datatype}: {e}") from e
-    if datatype == "FP32" and any(abs(v) > _FLOAT_MAX for v in flat if isinstance(v, float) and v == v):
+    if datatype == "FP32" and any(abs(v) > FLOAT32_MAX for v in flat if isinstance(v, float) and v == v):
         raise InvalidInput("inputs[0].data does not fit datatype FP32: a number is out of its range")
     return _split_rows(numbers.tobytes(), batch)
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from clipper.errors import InvalidInput
-from clipper.types import INT32_MAX, INT32_MIN, InputType
+from clipper.types import FLOAT32_MAX, INT32_MAX, INT32_MIN, InputType
 
 
 class TooManyInputs(InvalidInput):
@@ -28,7 +28,6 @@ class TooManyInputs(InvalidInput):
 
 
 _ARRAY_CODES = {InputType.DOUBLES: "d", InputType.FLOATS: "f", InputType.INTEGERS: "i"}
-_FLOAT_MAX = 3.4028234663852886e38
 
 
 def _json_type(value: object) -> str:
@@ -135,7 +134,7 @@ def encode_input(
                 ) from e
             kind = input_type.wire_name[:-1]
             raise InvalidInput(f"Array input of type Number is not of type {kind} in {field}: {e}") from e
-        if code == "f" and any(abs(v) > _FLOAT_MAX for v in value if isinstance(v, float) and v == v):
+        if code == "f" and any(abs(v) > FLOAT32_MAX for v in value if isinstance(v, float) and v == v):
             raise InvalidInput(f"Array input of type Number is not of type float in {field}: out of range")
         return arr.tobytes()
     if not isinstance(value, str):
