@@ -129,14 +129,19 @@ class Management:
             logger.debug("get_state for uid %s reads uid 0", uid)
         return await self._store.get_state(app_name) or ""
 
+    async def _existing_app(self, name: str) -> App:
+        """The app's record, or ConfigConflict with Clipper's message for an unknown one."""
+        app = await self._store.get_app(name)
+        if app is None:
+            raise ConfigConflict(f"No app with name '{name}' exists.")
+        return app
+
     # --- selection policies ---------------------------------------------------------------------
 
     async def set_app_policy(self, req: SetAppPolicyRequest) -> None:
         """Validate the params against the linked models, then store them; a new policy starts unlearned."""
         async with self._write_lock:
-            app = await self._store.get_app(req.name)
-            if app is None:
-                raise ConfigConflict(f"No app with name '{req.name}' exists.")
+            app = await self._existing_app(req.name)
             linked = await self._store.get_links(req.name)
             if req.policy == DEFAULT_POLICY and len(linked) > 1:
                 raise ConfigConflict(
@@ -151,9 +156,7 @@ class Management:
 
     async def app_policy(self, name: str) -> AppPolicy:
         """The app's policy, params and (with linked models) each model's weight in its global state."""
-        app = await self._store.get_app(name)
-        if app is None:
-            raise ConfigConflict(f"No app with name '{name}' exists.")
+        app = await self._existing_app(name)
         linked = await self._store.get_links(name)
         weights = None
         if linked:
@@ -251,9 +254,7 @@ class Management:
     async def add_links(self, app_name: str, model_names: list[str]) -> str:
         """Link the app to its one model; returns the linked model's name."""
         async with self._write_lock:
-            app = await self._store.get_app(app_name)
-            if app is None:
-                raise ConfigConflict(f"No app with name '{app_name}' exists.")
+            app = await self._existing_app(app_name)
             for name in model_names:
                 version = await self._store.get_current_version(name)
                 model = await self._store.get_model(name, version) if version is not None else None
