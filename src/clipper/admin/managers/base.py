@@ -69,7 +69,6 @@ class ContainerManager(abc.ABC):
     def connect(self) -> None:
         """Find a running cluster of this name and remember its addresses."""
 
-    @abc.abstractmethod
     def deploy_model(
         self,
         name: str,
@@ -80,7 +79,11 @@ class ContainerManager(abc.ABC):
         *,
         input_shape: list[int] | None = None,
     ) -> None:
-        """Start `num_replicas` containers of one model version (`input_shape`: CLIPPER_INPUT_SHAPE)."""
+        """Start `num_replicas` containers of one model version (`input_shape`: CLIPPER_INPUT_SHAPE).
+
+        As in Clipper, deploying is `set_num_replicas`; a manager overrides it only to check more first.
+        """
+        self.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
 
     @abc.abstractmethod
     def get_num_replicas(self, name: str, version: str) -> int:

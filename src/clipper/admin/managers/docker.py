@@ -500,19 +500,6 @@ class DockerContainerManager(ContainerManager):
 
     # ----- model containers -----
 
-    def deploy_model(
-        self,
-        name: str,
-        version: str,
-        input_type: str,
-        image: str,
-        num_replicas: int = 1,
-        *,
-        input_shape: list[int] | None = None,
-    ) -> None:
-        """Start the missing replicas of one model version (Clipper: deploy = set_num_replicas)."""
-        self.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
-
     def model_containers(self, name: str, version: str, all_states: bool = True) -> list[Container]:
         label = f"{CLIPPER_MODEL_CONTAINER_LABEL}={model_container_label(name, version)}"
         return self._containers(label, all_states=all_states)

@@ -345,19 +345,6 @@ class KubernetesContainerManager(ContainerManager):
 
     # ----- models -----
 
-    def deploy_model(
-        self,
-        name: str,
-        version: str,
-        input_type: str,
-        image: str,
-        num_replicas: int = 1,
-        *,
-        input_shape: list[int] | None = None,
-    ) -> None:
-        """Create the version's Deployment (or resize it) and wait for its rollout."""
-        self.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
-
     def get_num_replicas(self, name: str, version: str) -> int:
         found = self.model_deployment(name, version)
         return int(found.spec.replicas or 0) if found is not None else 0

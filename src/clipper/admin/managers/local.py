@@ -523,7 +523,7 @@ class LocalContainerManager(ContainerManager):
     ) -> None:
         if Path(image).is_dir():  # replicas run in this environment: refuse other framework versions now
             check_model_packages(Path(image), [Path(image) / SITE_PACKAGES])
-        self.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
+        super().deploy_model(name, version, input_type, image, num_replicas, input_shape=input_shape)
 
     def get_num_replicas(self, name: str, version: str) -> int:
         return len(self.replicas(name, version))
