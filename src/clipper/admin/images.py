@@ -191,17 +191,16 @@ def build_from_dockerfile(client: DockerClient, dockerfile: str, tag: str) -> No
 
 
 def image_versions(client: DockerClient, image: str) -> tuple[str, str]:
-    """(python major.minor, cloudpickle version) inside `image`, from its labels or by asking it."""
+    """(python major.minor, cloudpickle version) inside `image`, from its labels or else from the one probe
+    of the image that framework packages are resolved with (model_packages.image_environment)."""
     labels = client.images.get(image).labels or {}
     if PYTHON_LABEL in labels and CLOUDPICKLE_LABEL in labels:
         return labels[PYTHON_LABEL], labels[CLOUDPICKLE_LABEL]
-    probe = "import sys, cloudpickle; print('%d.%d' % sys.version_info[:2], cloudpickle.__version__)"
-    try:
-        out = client.containers.run(image, ["python", "-c", probe], remove=True, network_mode="none")
-    except docker.errors.ContainerError as e:
-        raise ClipperError(f"Image {image} has no Python with cloudpickle: {e.stderr!r}") from e
-    python, pickler = out.decode().split()
-    return python, pickler
+    env = model_packages.image_environment(client, image)
+    pickler = env.installed().get("cloudpickle")
+    if pickler is None:
+        raise ClipperError(f"Image {image} has no Python with cloudpickle.")
+    return env.python, pickler
 
 
 def check_closure_versions(client: DockerClient, model_data_path: Path, image: str) -> None:

@@ -105,7 +105,7 @@ def image_environment(client: DockerClient, image: str) -> ImageEnvironment:
                 image, ["python", "-c", _PROBE], remove=True, network_mode="none", entrypoint=""
             )
         except docker.errors.ContainerError as e:
-            raise ClipperError(f"Image {image} has no working `python` to install packages with: {e}") from e
+            raise ClipperError(f"Image {image} has no working `python` to probe: {e}") from e
         _environments[image_id] = ImageEnvironment.model_validate_json(out.decode().strip().splitlines()[-1])
     return _environments[image_id]
 
