@@ -182,10 +182,7 @@ def build_from_dockerfile(client: DockerClient, dockerfile: str, tag: str) -> No
     """Build `tag` from a Dockerfile alone (no context files)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        _add_dockerfile(tar, dockerfile)
     buf.seek(0)
     _build(client, buf, tag, {}, quiet=True, custom_context=True)
 
@@ -279,10 +276,7 @@ def build_model_image(
     frameworks = model_packages.plan_install(client, base_image, packages, quiet=quiet) if packages else None
     with tempfile.TemporaryFile() as context:  # wheels can be hundreds of MB: not in memory
         with tarfile.open(fileobj=context, mode="w") as tar:
-            dockerfile = model_dockerfile(base_image, pkgs_to_install, frameworks).encode()
-            info = tarfile.TarInfo("Dockerfile")
-            info.size = len(dockerfile)
-            tar.addfile(info, io.BytesIO(dockerfile))
+            _add_dockerfile(tar, model_dockerfile(base_image, pkgs_to_install, frameworks))
             if frameworks is not None:
                 tar.add(frameworks.directory, arcname=WHEELS_DIR, filter=_reset_mtime)
             tar.add(model_dir, arcname="model", filter=_reset_mtime)
@@ -302,6 +296,14 @@ def push_image(client: DockerClient, image: str, *, quiet: bool = False) -> None
     repository, _, tag = image.rpartition(":")
     stream = client.api.push(repository, tag=tag, stream=True, decode=True)
     _follow(stream, f"push {image}", quiet=quiet)
+
+
+def _add_dockerfile(tar: tarfile.TarFile, dockerfile: str) -> None:
+    """Put `dockerfile` into a build context as its Dockerfile."""
+    data = dockerfile.encode()
+    info = tarfile.TarInfo("Dockerfile")
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
 
 
 def _reset_mtime(info: tarfile.TarInfo) -> tarfile.TarInfo:
