@@ -165,7 +165,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         metrics_address=f"{advertised}:{own.port}",
     )
     registry_task = asyncio.create_task(_heartbeat_registry(store, me, settings.frontend_ttl_ms))
-    await _await_replicas(store, processor, fid, settings.ready_timeout_ms / 1000)
+    await _await_replicas(store, processor, settings.ready_timeout_ms / 1000)
     await http.listen()
     app.ready = True
     logger.info("Query frontend %s serving HTTP on %s:%d", fid, settings.http_host, http.port)
@@ -190,7 +190,7 @@ async def run_query_frontend(settings: QueryFrontendSettings, stop: asyncio.Even
         logger.info("Query frontend %s stopped", fid)
 
 
-async def _await_replicas(store: ConfigStore, processor: QueryProcessor, fid: str, timeout_s: float) -> None:
+async def _await_replicas(store: ConfigStore, processor: QueryProcessor, timeout_s: float) -> None:
     """Before taking queries, wait until every model version that serves an app through other frontends has
     a replica here too (containers learn of this frontend from the registry and dial it).
 
