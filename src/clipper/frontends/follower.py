@@ -134,9 +134,7 @@ class ConfigFollower:
 
     async def apply(self, event: ConfigEvent) -> None:
         """Re-read whatever the event touched."""
-        if event.db is Db.APPS:
-            await self._reload_app(event.key)
-        elif event.db is Db.LINKS:  # the app's route holds its models (and a policy may span several)
+        if event.db is Db.APPS or event.db is Db.LINKS:  # the route holds the app's models (a policy's too)
             await self._reload_app(event.key)
         elif event.db is Db.STATE and event.key.count(":") >= 2:  # `<app>:<uid>:0`: a policy learned
             app, uid, _ = event.key.rsplit(":", 2)
