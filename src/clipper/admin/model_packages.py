@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from clipper.admin.managers.process import ClientSettings
 from clipper.admin.progress import status_line
 from clipper.errors import ClipperError
 from clipper.runtime.closure import METADATA_FILE, read_metadata
+from clipper.runtime.frameworks import canonical_name
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class ImageEnvironment(BaseModel):
 
     def installed(self) -> dict[str, str]:
         """{canonical name: version} of the image's distributions."""
-        return {canonical(name): version for name, version in self.distributions.items()}
+        return {canonical_name(name): version for name, version in self.distributions.items()}
 
 
 class FrameworkInstall(BaseModel):
@@ -70,11 +70,6 @@ class FrameworkInstall(BaseModel):
     directory: Path
     packages: dict[str, str]  # recorded {distribution: version}
     replaces: list[str]  # installers of the base image that the wheels upgrade (uninstalled first)
-
-
-def canonical(name: str) -> str:
-    """A distribution's normalized name (PEP 503), as wheel file names and requirements compare."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def recorded_packages(model_dir: Path) -> dict[str, str]:
@@ -135,7 +130,7 @@ def plan_install(
     """
     env = image_environment(client, base_image)
     installed = env.installed()
-    wanted = {canonical(name): version for name, version in packages.items()}
+    wanted = {canonical_name(name): version for name, version in packages.items()}
     clashes = {n: v for n, v in wanted.items() if n in installed and installed[n] != v}
     if clashes:
         found = ", ".join(f"{n} {installed[n]} (the model records {v})" for n, v in clashes.items())
@@ -214,15 +209,15 @@ def _run_pip(command: list[str], title: str, *, quiet: bool) -> None:
 
 
 def _wheel_name(wheel: Path) -> str:
-    return canonical(wheel.name.split("-", 1)[0])
+    return canonical_name(wheel.name.split("-", 1)[0])
 
 
 def check_image_packages(client: DockerClient, image: str, packages: dict[str, str]) -> None:
     """Refuse `image` unless it has exactly the recorded `packages` installed."""
     installed = image_environment(client, image).installed()
     wrong = {
-        name: installed.get(canonical(name)) for name, version in packages.items()
-        if installed.get(canonical(name)) != version
+        name: installed.get(canonical_name(name)) for name, version in packages.items()
+        if installed.get(canonical_name(name)) != version
     }  # fmt: skip
     if wrong:
         found = ", ".join(

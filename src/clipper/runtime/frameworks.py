@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import logging
 import pickle
+import re
 import sys
 from collections.abc import Callable, Sequence
 from enum import StrEnum
@@ -51,6 +52,11 @@ MODEL_FILES: dict[ModelFormat, str] = {
     ModelFormat.JOBLIB: "model.joblib",
 }
 TORCH_MODULE_FILE = "module.pkl"  # torch-state-dict: the module's structure, its tensors on the meta device
+
+
+def canonical_name(distribution: str) -> str:
+    """A distribution's normalized name (PEP 503): how metadata.json records it and wheel names compare."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
 def installed_version(distribution: str, search_path: Sequence[str] | None = None) -> str | None:

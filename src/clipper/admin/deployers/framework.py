@@ -22,7 +22,7 @@ from typing import Any
 from clipper.admin.connection import ClipperConnection
 from clipper.admin.exceptions import ClipperException
 from clipper.runtime.closure import FrameworkRecord, save_closure
-from clipper.runtime.frameworks import MODEL_FILES, ModelFormat
+from clipper.runtime.frameworks import MODEL_FILES, ModelFormat, canonical_name
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def installed_pins(*modules: str) -> dict[str, str]:
         if not names:
             raise ClipperException(f"No installed distribution provides the module '{module}'; install it.")
         dist = importlib.metadata.distribution(names[0])
-        pins[re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()] = dist.version
+        pins[canonical_name(dist.metadata["Name"])] = dist.version
     return pins
 
 
