@@ -251,20 +251,14 @@ class ModelAdmin(ManagementApi):
 
     def _versions(self, model_names: list[str] | None, only_inactive: bool = False) -> dict[str, list[str]]:
         """`{name: [versions]}` of the registered models (all when `model_names` is None)."""
-        found: dict[str, list[str]] = {}
-        for m in self.get_all_models(verbose=True):
-            if model_names is not None and m["model_name"] not in model_names:
-                continue
-            if only_inactive and m["is_current_version"]:
-                continue
-            found.setdefault(m["model_name"], []).append(m["model_version"])
-        return found
+        return _versions_of(self.get_all_models(verbose=True), model_names, only_inactive)
 
-    def _unregister_versioned_models(self, model_versions: dict[str, list[str]]) -> None:
+    def _unregister_versioned_models(
+        self, model_versions: dict[str, list[str]], current: dict[str, str]
+    ) -> None:
         """Unregister the versions, each model's current one last: the API refuses it while others remain."""
         for name, versions in model_versions.items():
-            current = self._current_or_none(name)
-            for version in sorted(versions, key=lambda v: v == current):
+            for version in sorted(versions, key=lambda v: v == current.get(name)):
                 self._admin("delete_versioned_model", {"model_name": name, "model_version": version})
                 logger.info("Model %s:%s was successfully deleted", name, version)
 
@@ -277,17 +271,19 @@ class ModelAdmin(ManagementApi):
         the last of the remaining versions (in sort order) is made current first, and the log says so, so
         the model never points at a deleted version."""
         self._require_connection()
-        registered = self._versions(list(model_versions_dict))
+        models = self.get_all_models(verbose=True)  # one listing: every version and which is current
+        registered = _versions_of(models, list(model_versions_dict))
+        current = _current_versions(models)
         for name, versions in model_versions_dict.items():
-            current = self._current_or_none(name)
             kept = set(registered.get(name, [])) - {str(v) for v in versions}
-            if current in versions and kept:
+            if current.get(name) in versions and kept:
                 successor = sorted(kept)[-1]
                 logger.warning("Stopping the current version %s of model %s: %s is current now",
-                               current, name, successor)  # fmt: skip
+                               current[name], name, successor)  # fmt: skip
                 self.set_model_version(name, successor)
+                current[name] = successor
         self.cm.stop_models(model_versions_dict)
-        self._unregister_versioned_models(model_versions_dict)
+        self._unregister_versioned_models(model_versions_dict, current)
 
     def stop_inactive_model_versions(self, model_names: list[str]) -> None:
         """Stop and unregister every version of these models except the current one."""
@@ -296,6 +292,25 @@ class ModelAdmin(ManagementApi):
     def stop_all_model_containers(self) -> None:
         """Stop every model replica of the cluster and unregister every model version."""
         self._require_connection()
-        versions = self._versions(None)
+        models = self.get_all_models(verbose=True)
         self.cm.stop_all_model_containers()
-        self._unregister_versioned_models(versions)
+        self._unregister_versioned_models(_versions_of(models, None), _current_versions(models))
+
+
+def _versions_of(
+    models: list[Any], model_names: list[str] | None, only_inactive: bool = False
+) -> dict[str, list[str]]:
+    """`{name: [versions]}` in a verbose model listing (every model when `model_names` is None)."""
+    found: dict[str, list[str]] = {}
+    for m in models:
+        if model_names is not None and m["model_name"] not in model_names:
+            continue
+        if only_inactive and m["is_current_version"]:
+            continue
+        found.setdefault(m["model_name"], []).append(m["model_version"])
+    return found
+
+
+def _current_versions(models: list[Any]) -> dict[str, str]:
+    """`{name: current version}` in a verbose model listing."""
+    return {m["model_name"]: str(m["model_version"]) for m in models if m["is_current_version"]}
