@@ -13,16 +13,19 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from clipper.errors import CannotManageReplicas, ClusterError, ConfigConflict
 from clipper.schema import ReplicaInfo
 from clipper.settings import ManagementFrontendSettings
 
 if TYPE_CHECKING:
+    from clipper.admin.managers.base import ContainerManager
     from clipper.admin.managers.docker import DockerContainerManager
     from clipper.admin.managers.kubernetes import KubernetesContainerManager
     from clipper.admin.managers.local import LocalContainerManager
+
+M = TypeVar("M", bound="ContainerManager")
 
 
 class ReplicaControl(Protocol):
@@ -100,23 +103,27 @@ class LocalReplicas:
         return found
 
 
-class DockerReplicas:
-    """Replicas are containers on the engine whose socket the cluster mounted into this container."""
+class _ConnectedOnFirstUse(Generic[M]):
+    """Holds the cluster's manager, built and connected (its cluster found) on first use, not at start:
+    the frontend serves at once."""
 
-    def __init__(self, build: Callable[[], DockerContainerManager]) -> None:
+    def __init__(self, build: Callable[[], M]) -> None:
         self._build = build
-        self._manager: DockerContainerManager | None = None
+        self._manager: M | None = None
         self._lock = threading.Lock()
 
     @property
-    def manager(self) -> DockerContainerManager:
-        """The manager, built and connected on first use (not at start: the frontend serves at once)."""
+    def manager(self) -> M:
         with self._lock:
             if self._manager is None:
                 manager = self._build()
                 manager.connect()
                 self._manager = manager
             return self._manager
+
+
+class DockerReplicas(_ConnectedOnFirstUse["DockerContainerManager"]):
+    """Replicas are containers on the engine whose socket the cluster mounted into this container."""
 
     def set_num_replicas(
         self, name: str, version: str, input_type: str, image: str, num_replicas: int
@@ -138,24 +145,9 @@ class DockerReplicas:
         return found
 
 
-class KubernetesReplicas:
-    """Replicas are pods of the version's Deployment; this pod's ServiceAccount may scale it (its Role)."""
-
-    def __init__(self, build: Callable[[], KubernetesContainerManager]) -> None:
-        self._build = build
-        self._manager: KubernetesContainerManager | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def manager(self) -> KubernetesContainerManager:
-        """The manager, built and connected (the cluster's spec from its management Deployment) on first
-        use (not at start: the frontend serves at once)."""
-        with self._lock:
-            if self._manager is None:
-                manager = self._build()
-                manager.connect()
-                self._manager = manager
-            return self._manager
+class KubernetesReplicas(_ConnectedOnFirstUse["KubernetesContainerManager"]):
+    """Replicas are pods of the version's Deployment; this pod's ServiceAccount may scale it (its Role).
+    Connecting reads the cluster's spec from its management Deployment."""
 
     def set_num_replicas(
         self, name: str, version: str, input_type: str, image: str, num_replicas: int
