@@ -27,7 +27,7 @@ from clipper.cli_tables import (
     processes_table,
 )
 from clipper.errors import ClipperError
-from clipper.schema import DEFAULT_POLICY
+from clipper.selection import DEFAULT_POLICY
 from clipper.top import ClusterViewClient, frame, read_once, run_live
 from clipper.types import InputType
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from clipper.admin.connection import ClipperConnection
 from clipper.admin.managers.local import LocalContainerManager
 from clipper.admin.managers.process import ProcessRecord, is_alive
-from clipper.schema import DEFAULT_POLICY
+from clipper.selection import DEFAULT_POLICY
 
 
 def _table(title: str, *columns: str) -> Table:

@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from clipper.errors import InvalidInput
+from clipper.selection import DEFAULT_POLICY, POLICIES
 from clipper.types import INT32_MAX, INT32_MIN, InputType
 
 NO_CONTAINER = "NO_CONTAINER"
-DEFAULT_POLICY = "DefaultOutputSelectionPolicy"
 NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 NAME_MAX_CHARS = 63  # a DNS label's limit, and a Kubernetes label value's: a name fits every manager
 FORBIDDEN_NAME_CHARS = (",", ":")
@@ -379,9 +379,6 @@ class StateRequest(_Request):
 
 
 def _policy_name(value: str) -> str:
-    # Imported here: clipper.selection imports this module (DEFAULT_POLICY).
-    from clipper.selection import POLICIES
-
     if value not in POLICIES:
         raise ValueError(f"unknown policy {value!r}; use one of: {', '.join(POLICIES)}")
     return value
@@ -389,8 +386,6 @@ def _policy_name(value: str) -> str:
 
 def _policy_enum(schema: dict[str, Any]) -> None:
     """State the known policies in the JSON Schema, as `_policy_name` enforces them."""
-    from clipper.selection import POLICIES
-
     schema["enum"] = list(POLICIES)
 
 

@@ -32,7 +32,8 @@ from clipper.config.selection_state import (
     state_key,
     update_selection,
 )
-from clipper.schema import DEFAULT_POLICY, App, Container, Frontend, Model
+from clipper.schema import App, Container, Frontend, Model
+from clipper.selection import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,7 @@ from clipper.config.store import CURRENT_VERSION_PREFIX, ConfigEvent, ConfigStor
 from clipper.query.answers import embed_json
 from clipper.query.processor import AppRoute, QueryProcessor
 from clipper.query.selecting import GLOBAL_UID, Selection
-from clipper.schema import DEFAULT_POLICY
-from clipper.selection import make_policy
+from clipper.selection import DEFAULT_POLICY, make_policy
 from clipper.types import InputType
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,6 @@ from clipper.config.store import ConfigStore, Db
 from clipper.errors import ConfigConflict, InUse, InvalidInput
 from clipper.frontends.management_http import build_management_app
 from clipper.schema import (
-    DEFAULT_POLICY,
     FORBIDDEN_NAME_CHARS,
     AddAppRequest,
     AddModelRequest,
@@ -40,7 +39,7 @@ from clipper.schema import (
     ModelInfo,
     SetAppPolicyRequest,
 )
-from clipper.selection import check_params, make_policy
+from clipper.selection import DEFAULT_POLICY, check_params, make_policy
 from clipper.settings import ManagementFrontendSettings, reveal
 
 logger = logging.getLogger(__name__)
