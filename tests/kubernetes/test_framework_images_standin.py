@@ -5,42 +5,28 @@ holds exactly the recorded onnxruntime, and answers as onnxruntime does here."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import numpy as np
 import pytest
 
 from clipper.admin.connection import ClipperConnection
-from clipper.admin.managers.kubernetes import KubernetesContainerManager
 from clipper.admin.model_packages import PACKAGES_LABEL
 from tests.admin.conftest import predict_until
 from tests.admin.test_framework_images import INPUTS, affine_onnx, onnx_expected, onnx_predictor
-from tests.kubernetes.conftest import Standin, running_standin
+from tests.kubernetes.conftest import Standin, standin_manager
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture
-def standin(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Standin]:
-    with running_standin(tmp_path, docker_client) as running:
-        yield running
-
-
 def test_onnx_model_on_kubernetes_runs_the_framework_image(
-    standin: Standin, docker_client: docker.DockerClient, runtime_image: str
+    standin_kubelet: Standin, docker_client: docker.DockerClient, runtime_image: str
 ) -> None:
+    standin = standin_kubelet
     ort = pytest.importorskip("onnxruntime")
     from clipper.admin.deployers.onnx import deploy_onnx_model
 
-    manager = KubernetesContainerManager(
-        cluster_name=f"k-{uuid.uuid4().hex[:6]}",
-        image=runtime_image,
-        kubeconfig=str(standin.kubeconfig),
-        rollout_timeout_s=90,
-    )
+    manager = standin_manager(standin, runtime_image)
     conn = ClipperConnection(manager)
     conn.start_clipper()
     image = f"{manager.cluster_name}-affine:1"
