@@ -107,15 +107,8 @@ class OipApp:
 
     def serving(self, route: AppRoute, version: str | None) -> bool:
         """Whether a replica serves the app here (of the pinned version, if one is named)."""
-        processor = self.query.processor
         models = route.selection.models if route.selection is not None else [route.model]
-        for model in models:
-            if model is None:
-                continue
-            state = processor.versions.get((model, version or processor.current_versions.get(model, "")))
-            if state is not None and state.replicas:
-                return True
-        return False
+        return any(model is not None and self.query.processor.serving(model, version) for model in models)
 
     def infer(
         self, route: AppRoute, version: str | None, raw: bytes, header_length: bytes | None, respond: Respond

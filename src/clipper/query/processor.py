@@ -283,9 +283,9 @@ class QueryProcessor(RpcListener):
         if cache.enabled:
             state.pending[data] = query
 
-    def _serving(self, model: str) -> VersionState | None:
-        """The state of the model's current version, if it has replicas here."""
-        state = self.versions.get((model, self.current_versions.get(model, "")))
+    def serving(self, model: str, version: str | None = None) -> VersionState | None:
+        """The state of the model's `version` (None: its current one), if that has replicas here."""
+        state = self.versions.get((model, version or self.current_versions.get(model, "")))
         return state if state is not None and state.replicas else None
 
     def _submit_selected(
@@ -306,7 +306,7 @@ class QueryProcessor(RpcListener):
         n = len(inputs)
         if not route.default_on_overload:  # room for every input on every model it may go to
             for linked in sel.models:
-                vs = self._serving(linked)
+                vs = self.serving(linked)
                 if vs is not None and len(vs.queue) + n * sel.fanout > vs.queue.max_entries:
                     raise Overloaded(f"queue of model {linked} full ({vs.queue.max_entries} queries waiting)")
         policy, models, rng, metrics, app = sel.policy, sel.models, sel.rng, self._metrics, route.name
@@ -357,7 +357,7 @@ class QueryProcessor(RpcListener):
         woken: set[VersionState],
     ) -> None:
         """One input to one model's current version, for a selection policy; no replica: no-model answer."""
-        vs = self._serving(model)
+        vs = self.serving(model)
         if vs is None:
             waiter.resolve(index, NO_MODEL_ANSWER)
             return
@@ -369,7 +369,7 @@ class QueryProcessor(RpcListener):
         `timeout_ns` at the latest, with the default answer then."""
         future: asyncio.Future[Answer] = self._loop.create_future()
         waiter = _FutureWaiter(future)
-        vs = self._serving(model)
+        vs = self.serving(model)
         if vs is None:
             future.set_result(NO_MODEL_ANSWER)
             return future
