@@ -269,7 +269,7 @@ class DockerContainerManager(ContainerManager):
             wait_running(started)
         password = self.secrets.read(REDIS_PASSWORD)
         wait_for_redis(self.redis_ip, self.ports["redis"], START_TIMEOUT_S, password=password)
-        self._forget_replicas()
+        self._forget_replicas(password)
         common = {
             SECRETS_DIR_VARIABLE: SECRETS_MOUNT,
             "CLIPPER_REDIS_URL": self.redis_url,
@@ -299,11 +299,10 @@ class DockerContainerManager(ContainerManager):
             prometheus_docker.start(self, self._prometheus_scrape_s)
         self._resume()
 
-    def _forget_replicas(self) -> None:
+    def _forget_replicas(self, password: str | None) -> None:
         """Drop the replica and frontend records a stopped (or killed) run left in Redis: before this start's
         frontends run, no replica is connected, so every such record is stale."""
         for db in (Db.CONTAINERS, Db.FRONTENDS):
-            password = self.secrets.read(REDIS_PASSWORD)
             client = redis.Redis(host=self.redis_ip, port=self.ports["redis"], db=int(db), password=password)
             try:
                 client.flushdb()
