@@ -55,9 +55,16 @@ class KubeApi:
             host = self.core.api_client.configuration.host
             raise ClusterError(f"Cannot reach the Kubernetes API at {host} to {what}: {e}") from None
 
-    def must(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        found = self.call(what, fn, *args, **kw)
-        return found
+    def read(self, kind: str, name: str, *, missing_ok: bool = True) -> Any:
+        """The `kind` named `name` in this namespace (a Namespace: that one); None if missing and ok."""
+        readers: dict[str, Callable[..., Any]] = {
+            "Namespace": self.core.read_namespace,
+            "Secret": self.core.read_namespaced_secret,
+            "Deployment": self.apps.read_namespaced_deployment,
+            "StatefulSet": self.apps.read_namespaced_stateful_set,
+        }
+        args = (name,) if kind == "Namespace" else (name, self.namespace)
+        return self.call(f"read {kind} {name}", readers[kind], *args, missing_ok=missing_ok)
 
     def create(self, obj: Manifest) -> None:
         kind, name = obj["kind"], obj["metadata"]["name"]
@@ -121,15 +128,10 @@ class KubeApi:
     def wait_rollout(self, kind: str, name: str, want: int, selector: str) -> None:
         """Until `want` pods of the Deployment/StatefulSet are updated and ready (and no more run); log
         progress, fail at once on a pod that cannot start, give up after `rollout_timeout_s`."""
-        read = (
-            self.apps.read_namespaced_deployment
-            if kind == "Deployment"
-            else self.apps.read_namespaced_stateful_set
-        )
         deadline = time.monotonic() + self.rollout_timeout_s
         shown = None
         while True:
-            obj = self.must(f"read {kind} {name}", read, name, self.namespace)
+            obj = self.read(kind, name, missing_ok=False)
             st = obj.status  # None until the controller first writes it (just after a create)
             ready, total = (st.ready_replicas or 0, st.replicas or 0) if st else (0, 0)
             updated = (st.updated_replicas or 0) if st else 0

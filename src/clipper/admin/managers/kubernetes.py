@@ -130,7 +130,7 @@ class KubernetesContainerManager(ContainerManager):
                 "cache_size_bytes": cache_size,
             }
         )  # the per-role image names of Clipper 0.4 are ignored: every role runs the manager's `image`
-        self._check_namespace()
+        self._ensure_namespace(spec)
         running = self.api.list("Deployment", self._selector()) + self.api.list(
             "StatefulSet", self._selector()
         )
@@ -139,12 +139,6 @@ class KubernetesContainerManager(ContainerManager):
                 f"Cluster {self.cluster_name} cannot be started because it already exists in namespace "
                 f"{self.namespace}. Please use ClipperConnection.connect() to connect to it."
             )
-        if (
-            self.create_namespace
-            and self.api.call("read namespace", self.api.core.read_namespace, self.namespace, missing_ok=True)
-            is None
-        ):
-            self.api.create(km.namespace(spec))
         for kind in ("Service", "ServiceAccount", "Role", "RoleBinding"):  # leftovers of a failed start
             self.api.delete(kind, self._selector())
         plan = self._ensure_secret(spec)
@@ -172,34 +166,21 @@ class KubernetesContainerManager(ContainerManager):
             self.api.create(km.model_deployment(spec, model))
             self._resumed[(model.name, model.version)] = model.replicas
 
-    def _check_namespace(self) -> None:
-        """Refuse a missing namespace unless asked to create it (404 only: a 403 may hide an existing one)."""
-        found = (
-            self.api.call(
-                f"read namespace {self.namespace}",
-                self.api.core.read_namespace,
-                self.namespace,
-                missing_ok=True,
-            )
-            if not self.create_namespace
-            else True
-        )
-        if found is None:
+    def _ensure_namespace(self, spec: km.ClusterSpec) -> None:
+        """Create a missing namespace if asked to, else refuse it (on a 404 only: a 403 may hide one)."""
+        if self.api.read("Namespace", self.namespace) is not None:
+            return
+        if not self.create_namespace:
             raise ClusterError(
                 f"Namespace {self.namespace} does not exist; create it (kubectl create namespace "
                 f"{self.namespace}) or pass create_namespace_if_not_exists=True. Nothing was created."
             )
+        self.api.create(km.namespace(spec))
 
     def _ensure_secret(self, spec: km.ClusterSpec) -> list[km.ModelSpec]:
         """Create or update the Secret so it holds exactly the keys `spec` wants (existing tokens kept);
         return the model versions a previous stop_all recorded on it."""
-        old = self.api.call(
-            "read the cluster Secret",
-            self.api.core.read_namespaced_secret,
-            self.names.secret,
-            self.namespace,
-            missing_ok=True,
-        )
+        old = self.api.read("Secret", self.names.secret)
         values = {k: base64.b64decode(v).decode() for k, v in ((old.data or {}) if old else {}).items()}
         body = km.secret(spec, km.secret_values(spec, values, self._redis_password))
         plan: list[km.ModelSpec] = []
@@ -235,13 +216,7 @@ class KubernetesContainerManager(ContainerManager):
 
     def connect(self) -> None:
         """Rebuild the settings from this cluster's management Deployment and the frontend count."""
-        found = self.api.call(
-            "read the management Deployment",
-            self.api.apps.read_namespaced_deployment,
-            self.names.management,
-            self.namespace,
-            missing_ok=True,
-        )
+        found = self.api.read("Deployment", self.names.management)
         if found is None:
             raise ClusterError(
                 f"No Clipper cluster named {self.cluster_name} in namespace {self.namespace}; start it first."
@@ -253,7 +228,7 @@ class KubernetesContainerManager(ContainerManager):
     def _node_host(self) -> str:
         """A node address for NodePort Services: external ones first; InternalIP with `useInternalIP`, or
         when the nodes have nothing else (kind, minikube, k3s)."""
-        nodes = self.api.must("list nodes (needed for NodePort addresses)", self.api.core.list_node).items
+        nodes = self.api.call("list nodes (needed for NodePort addresses)", self.api.core.list_node).items
         kinds = ("InternalIP",) if self.use_internal_ip else ("ExternalIP", "ExternalDNS", "InternalIP")
         for kind in kinds:
             for node in nodes:
@@ -265,7 +240,7 @@ class KubernetesContainerManager(ContainerManager):
     def _service_addr(self, service: str) -> str:
         if service in self._addrs:
             return self._addrs[service]
-        svc = self.api.must(
+        svc = self.api.call(
             f"read Service {service}", self.api.core.read_namespaced_service, service, self.namespace
         )
         port = svc.spec.ports[0]
@@ -296,13 +271,7 @@ class KubernetesContainerManager(ContainerManager):
         return self.get_query_addr()
 
     def _secret_value(self, key: str) -> str | None:
-        found = self.api.call(
-            "read the cluster Secret",
-            self.api.core.read_namespaced_secret,
-            self.names.secret,
-            self.namespace,
-            missing_ok=True,
-        )
+        found = self.api.read("Secret", self.names.secret)
         value = (found.data or {}).get(key) if found is not None else None
         return base64.b64decode(value).decode() if value else None
 
@@ -316,13 +285,7 @@ class KubernetesContainerManager(ContainerManager):
     # ----- frontends -----
 
     def get_num_frontends(self) -> int:
-        found = self.api.call(
-            "read the query Deployment",
-            self.api.apps.read_namespaced_deployment,
-            self.names.query,
-            self.namespace,
-            missing_ok=True,
-        )
+        found = self.api.read("Deployment", self.names.query)
         return int(found.spec.replicas or 0) if found is not None else 0
 
     def set_num_frontends(self, num_frontends: int) -> None:
@@ -350,13 +313,7 @@ class KubernetesContainerManager(ContainerManager):
         return int(found.spec.replicas or 0) if found is not None else 0
 
     def model_deployment(self, name: str, version: str) -> Any:
-        return self.api.call(
-            f"read the Deployment of {name}:{version}",
-            self.api.apps.read_namespaced_deployment,
-            self.names.model(name, version),
-            self.namespace,
-            missing_ok=True,
-        )
+        return self.api.read("Deployment", self.names.model(name, version))
 
     def model_pods(self, name: str, version: str) -> list[Any]:
         """The pods of one model version's Deployment."""
