@@ -10,6 +10,7 @@ import abc
 from pathlib import Path
 
 from clipper.admin.exceptions import ClipperException
+from clipper.admin.managers.secrets import AUTH_TOKEN, QUERY_TOKEN
 from clipper.settings import AdminClientSettings, reveal
 
 # Ports inside a cluster, as Clipper fixes them.
@@ -160,14 +161,20 @@ class ContainerManager(abc.ABC):
 
         raise ClusterError(f"{type(self).__name__} cannot change the number of query frontends")
 
+    def cluster_secret(self, name: str) -> str | None:
+        """The cluster's own secret `name` (secrets.AUTH_TOKEN, ...), for managers that can read where the
+        cluster keeps them; None here."""
+        return None
+
     def get_admin_token(self) -> str | None:
-        """Bearer token for the management API: here CLIPPER_AUTH_TOKEN (or its file in
-        CLIPPER_SECRETS_DIR); managers that can read the cluster's own secrets return those."""
-        return reveal(AdminClientSettings().auth_token)
+        """Bearer token for the management API: the cluster's own, else CLIPPER_AUTH_TOKEN (or its file in
+        CLIPPER_SECRETS_DIR)."""
+        return self.cluster_secret(AUTH_TOKEN) or reveal(AdminClientSettings().auth_token)
 
     def get_query_token(self) -> str | None:
-        """Bearer token for predict requests, when the cluster requires one (CLIPPER_QUERY_TOKEN here)."""
-        return reveal(AdminClientSettings().query_token)
+        """Bearer token for predict requests, when the cluster requires one: its own, else
+        CLIPPER_QUERY_TOKEN."""
+        return self.cluster_secret(QUERY_TOKEN) or reveal(AdminClientSettings().query_token)
 
     @abc.abstractmethod
     def get_admin_addr(self) -> str:

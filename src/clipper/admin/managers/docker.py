@@ -405,12 +405,9 @@ class DockerContainerManager(ContainerManager):
         """One secret file, read-only, for containers that must not see the others."""
         return {str(self.secrets.path(name)): {"bind": f"{SECRETS_MOUNT}/{name}", "mode": "ro"}}
 
-    def get_admin_token(self) -> str | None:
-        """The token in this host's secrets directory of the cluster, else CLIPPER_AUTH_TOKEN."""
-        return self.secrets.read(AUTH_TOKEN) or super().get_admin_token()
-
-    def get_query_token(self) -> str | None:
-        return self.secrets.read(QUERY_TOKEN) or super().get_query_token()
+    def cluster_secret(self, name: str) -> str | None:
+        """From this host's secrets directory of the cluster."""
+        return self.secrets.read(name)
 
     def _wait_serving(self, frontends: list[Container], timeout_s: float = START_TIMEOUT_S) -> None:
         """Poll /health on the shared query port until each frontend has answered once, by its id.

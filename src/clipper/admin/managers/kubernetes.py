@@ -19,7 +19,6 @@ from typing import Any
 from clipper.admin.managers import kube_manifests as km
 from clipper.admin.managers.base import ContainerManager
 from clipper.admin.managers.kube_api import KubeApi, load_api_client
-from clipper.admin.managers.secrets import AUTH_TOKEN, QUERY_TOKEN
 from clipper.errors import ClusterError
 from clipper.types import parse_input_shape
 
@@ -270,17 +269,11 @@ class KubernetesContainerManager(ContainerManager):
         """The query frontends serve Prometheus text at /metrics (their pods carry the scrape annotations)."""
         return self.get_query_addr()
 
-    def _secret_value(self, key: str) -> str | None:
+    def cluster_secret(self, name: str) -> str | None:
+        """From the cluster's Secret."""
         found = self.api.read("Secret", self.names.secret)
-        value = (found.data or {}).get(key) if found is not None else None
+        value = (found.data or {}).get(name) if found is not None else None
         return base64.b64decode(value).decode() if value else None
-
-    def get_admin_token(self) -> str | None:
-        """The token in the cluster's Secret, else CLIPPER_AUTH_TOKEN."""
-        return self._secret_value(AUTH_TOKEN) or super().get_admin_token()
-
-    def get_query_token(self) -> str | None:
-        return self._secret_value(QUERY_TOKEN) or super().get_query_token()
 
     # ----- frontends -----
 

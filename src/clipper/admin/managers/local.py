@@ -237,12 +237,9 @@ class LocalContainerManager(ContainerManager):
     def _redis_env(self, info: ClusterInfo) -> dict[str, str]:
         return {"CLIPPER_REDIS_URL": f"redis://{info.redis_host}:{info.redis_port}"} | self._secrets_env()
 
-    def get_admin_token(self) -> str | None:
-        """The token in the cluster's state directory, so any process of this user can administer it."""
-        return self.secrets.read(AUTH_TOKEN) or super().get_admin_token()
-
-    def get_query_token(self) -> str | None:
-        return self.secrets.read(QUERY_TOKEN) or super().get_query_token()
+    def cluster_secret(self, name: str) -> str | None:
+        """From the cluster's state directory, so any process of this user can administer it."""
+        return self.secrets.read(name)
 
     def _spawn_frontend(self, info: ClusterInfo, index: int) -> ProcessRecord:
         """Start query frontend `index`: frontend 0 takes the cluster's RPC port, the others free ones."""
