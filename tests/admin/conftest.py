@@ -16,21 +16,31 @@ import pytest
 import requests
 
 from clipper.admin import ClipperConnection, LocalContainerManager, images
+from clipper.admin.managers.docker import DockerContainerManager
 from clipper.runtime.closure import save_closure
 from tests.conftest import free_port
 
 
-def make_manager(state_dir: Path, name: str | None = None, **options: Any) -> LocalContainerManager:
-    """A fresh cluster on free ports, its state under `state_dir`; `options` for auth or other ports."""
-    ports = {
+def _free_ports() -> dict[str, int]:
+    return {
         "clipper_query_port": free_port(),
         "clipper_management_port": free_port(),
         "clipper_rpc_port": free_port(),
         "redis_port": free_port(),
     }
+
+
+def make_manager(state_dir: Path, name: str | None = None, **options: Any) -> LocalContainerManager:
+    """A fresh cluster on free ports, its state under `state_dir`; `options` for auth or other ports."""
     return LocalContainerManager(
-        cluster_name=name or f"test-{uuid.uuid4().hex[:8]}", state_dir=state_dir, **(ports | options)
+        cluster_name=name or f"test-{uuid.uuid4().hex[:8]}", state_dir=state_dir, **(_free_ports() | options)
     )
+
+
+def new_docker_manager(**options: Any) -> DockerContainerManager:
+    """A fresh Docker cluster on free ports; `options` for networks, auth or Prometheus. Its secrets go
+    under CLIPPER_HOME, which the caller points at a temporary directory."""
+    return DockerContainerManager(cluster_name=f"t-{uuid.uuid4().hex[:8]}", **(_free_ports() | options))
 
 
 def predict_until(
@@ -82,6 +92,30 @@ def engine() -> docker.DockerClient:
 @pytest.fixture(scope="session")
 def docker_client() -> docker.DockerClient:
     return engine()
+
+
+DockerManagers = Callable[..., DockerContainerManager]
+
+
+@pytest.fixture
+def make_docker_manager(
+    docker_client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DockerManagers]:
+    """Managers of fresh Docker clusters (`new_docker_manager`); every cluster made is stopped and its
+    state removed afterwards.
+
+    CLIPPER_HOME is the test's directory, so cluster secrets stay there and other managers find them.
+    """
+    monkeypatch.setenv("CLIPPER_HOME", str(tmp_path / "home"))
+    made: list[DockerContainerManager] = []
+
+    def make(**options: Any) -> DockerContainerManager:
+        made.append(new_docker_manager(**options))
+        return made[-1]
+
+    yield make
+    for manager in made:
+        manager.stop_all(graceful=False, remove_state=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -19,40 +18,10 @@ from clipper.admin.exceptions import ClipperException
 from clipper.admin.managers.base import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
 from clipper.admin.managers.docker import DockerContainerManager
 from clipper.runtime.closure import save_closure
-from tests.admin.conftest import PACKAGE, ordinal_model, predict_until
+from tests.admin.conftest import PACKAGE, DockerManagers, ordinal_model, predict_until
 from tests.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.docker
-
-Factory = Callable[..., DockerContainerManager]
-
-
-@pytest.fixture
-def make_manager(
-    docker_client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Factory]:
-    """Managers of fresh clusters on free ports; every cluster made is stopped afterwards.
-
-    CLIPPER_HOME is the test's directory, so cluster secrets stay there and other managers find them.
-    """
-    monkeypatch.setenv("CLIPPER_HOME", str(tmp_path / "home"))
-    made: list[DockerContainerManager] = []
-
-    def make(**kwargs: object) -> DockerContainerManager:
-        manager = DockerContainerManager(
-            cluster_name=f"t-{uuid.uuid4().hex[:8]}",
-            clipper_query_port=free_port(),
-            clipper_management_port=free_port(),
-            clipper_rpc_port=free_port(),
-            redis_port=free_port(),
-            **kwargs,  # type: ignore[arg-type]
-        )
-        made.append(manager)
-        return manager
-
-    yield make
-    for manager in made:
-        manager.stop_all(graceful=False, remove_state=True)
 
 
 def start(manager: DockerContainerManager, image: str) -> None:
@@ -71,9 +40,12 @@ def leftovers(client: docker.DockerClient, cluster: str, state: bool = True) -> 
 
 
 def test_start_connect_logs_stop(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+    make_docker_manager: DockerManagers,
+    docker_client: docker.DockerClient,
+    runtime_image: str,
+    tmp_path: Path,
 ) -> None:
-    manager = make_manager()
+    manager = make_docker_manager()
     start(manager, runtime_image)
     roles = sorted(
         c.labels["ai.clipper.name"]
@@ -103,9 +75,9 @@ def test_start_connect_logs_stop(
 
 
 def test_two_clusters_coexist(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str
+    make_docker_manager: DockerManagers, docker_client: docker.DockerClient, runtime_image: str
 ) -> None:
-    first, second = make_manager(), make_manager()
+    first, second = make_docker_manager(), make_docker_manager()
     start(first, runtime_image)
     start(second, runtime_image)
     with pytest.raises(Exception, match="already exists"):
@@ -124,9 +96,12 @@ def test_two_clusters_coexist(
 
 
 def test_replicas_scale_up_and_are_removed_on_scale_down(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+    make_docker_manager: DockerManagers,
+    docker_client: docker.DockerClient,
+    runtime_image: str,
+    tmp_path: Path,
 ) -> None:
-    manager = make_manager()
+    manager = make_docker_manager()
     start(manager, runtime_image)
     image = manager.build_model("ordinal", "1", str(ordinal_model(tmp_path)), runtime_image, None, [PACKAGE])
     assert image == f"{manager.cluster_name}-ordinal:1"
@@ -148,9 +123,12 @@ def test_replicas_scale_up_and_are_removed_on_scale_down(
 
 
 def test_clipper_flow_predict_scale_version_logs_stop(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+    make_docker_manager: DockerManagers,
+    docker_client: docker.DockerClient,
+    runtime_image: str,
+    tmp_path: Path,
 ) -> None:
-    manager = make_manager()
+    manager = make_docker_manager()
     conn = ClipperConnection(manager)
     conn.start_clipper()  # Clipper's default image names run as our runtime image
     conn.register_application("words", "strings", "default", 1_000_000)
@@ -188,10 +166,13 @@ def test_clipper_flow_predict_scale_version_logs_stop(
 
 
 def test_query_frontends_scale_out_and_in_and_containers_follow(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+    make_docker_manager: DockerManagers,
+    docker_client: docker.DockerClient,
+    runtime_image: str,
+    tmp_path: Path,
 ) -> None:
     """Two frontends share the query port; the one model container serves both, then the one left."""
-    manager = make_manager()
+    manager = make_docker_manager()
     conn = ClipperConnection(manager)
     conn.start_clipper(runtime_image, runtime_image, num_frontend_replicas=2)
     assert manager.get_num_frontends() == 2
@@ -246,9 +227,12 @@ def test_query_frontends_scale_out_and_in_and_containers_follow(
     reason="bridge test off: set CLIPPER_TEST_DOCKER_BRIDGE=1 (containers get 198.18.0.0/16 addresses)",
 )
 def test_user_defined_bridge_network(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+    make_docker_manager: DockerManagers,
+    docker_client: docker.DockerClient,
+    runtime_image: str,
+    tmp_path: Path,
 ) -> None:
-    manager = make_manager(network_mode=None, docker_network=f"net-{uuid.uuid4().hex[:6]}")
+    manager = make_docker_manager(network_mode=None, docker_network=f"net-{uuid.uuid4().hex[:6]}")
     conn = ClipperConnection(manager)
     conn.start_clipper(query_frontend_image=runtime_image, mgmt_frontend_image=runtime_image)
     assert manager.redis_url == f"redis://{manager.cluster_name}-redis:6379"
@@ -268,13 +252,13 @@ def test_user_defined_bridge_network(
 
 
 def test_clipper_0_4_quickstart_runs_unchanged_but_for_host_networking(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str
+    make_docker_manager: DockerManagers, docker_client: docker.DockerClient, runtime_image: str
 ) -> None:
     """Clipper 0.4's README flow through the `clipper_admin` import paths, on the Docker manager."""
     from clipper_admin import ClipperConnection as Clipper04Connection
     from clipper_admin.deployers import python as python_deployer
 
-    manager = make_manager()  # host networking is the default here; Clipper 0.4 refused it
+    manager = make_docker_manager()  # host networking is the default here; Clipper 0.4 refused it
     clipper_conn = Clipper04Connection(manager)
     clipper_conn.start_clipper()
 
@@ -293,10 +277,13 @@ def test_clipper_0_4_quickstart_runs_unchanged_but_for_host_networking(
 
 
 def test_secrets_reach_containers_only_as_read_only_files(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+    make_docker_manager: DockerManagers,
+    docker_client: docker.DockerClient,
+    runtime_image: str,
+    tmp_path: Path,
 ) -> None:
     """Admin token required, Redis password set, and no secret in any container's inspect data or log."""
-    manager = make_manager()
+    manager = make_docker_manager()
     conn = ClipperConnection(manager)
     conn.start_clipper(runtime_image, runtime_image)
     conn.register_application("sum", "doubles", "-1", 1_000_000)
@@ -336,10 +323,10 @@ def test_secrets_reach_containers_only_as_read_only_files(
 
 
 def test_the_engine_restarts_a_crashed_container_and_redis_keeps_its_data(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str
+    make_docker_manager: DockerManagers, docker_client: docker.DockerClient, runtime_image: str
 ) -> None:
     """Every container runs with `unless-stopped`: a process that dies comes back without user action."""
-    manager = make_manager()
+    manager = make_docker_manager()
     start(manager, runtime_image)
     conn = ClipperConnection(manager)
     conn.connect()
@@ -371,12 +358,15 @@ def _apps(conn: ClipperConnection) -> list[str] | None:
 
 
 def test_clipper_names_map_and_stop_all_keeps_state_without_stale_replicas(
-    make_manager: Factory, docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path
+    make_docker_manager: DockerManagers,
+    docker_client: docker.DockerClient,
+    runtime_image: str,
+    tmp_path: Path,
 ) -> None:
     """Clipper's noop image name runs our noop (Docker's `ancestor` filter finds it by that name); stop_all
     keeps apps and replica counts, the next start (on port 0: any free port) resumes them and lists only
     live replicas; remove_state=True leaves nothing behind."""
-    manager = make_manager(state_dir=tmp_path)
+    manager = make_docker_manager(state_dir=tmp_path)
     conn = ClipperConnection(manager)
     conn.start_clipper()
     assert manager.centralize_log is False

@@ -9,7 +9,6 @@ A cold torch image build takes about two minutes on two shared cores (pip unpack
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,8 @@ import pytest
 from clipper.admin import images, model_packages
 from clipper.admin.connection import ClipperConnection
 from clipper.admin.exceptions import ClipperException
-from clipper.admin.managers.docker import DockerContainerManager
 from clipper.runtime.closure import save_closure
-from tests.admin.conftest import predict_until
-from tests.conftest import free_port
+from tests.admin.conftest import new_docker_manager, predict_until
 
 pytestmark = pytest.mark.docker
 
@@ -39,13 +36,7 @@ def conn(
     """One Docker cluster for the module; its containers, state and model images are removed afterwards."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CLIPPER_HOME", str(tmp_path_factory.mktemp("home")))
-        manager = DockerContainerManager(
-            cluster_name=f"fw-{uuid.uuid4().hex[:8]}",
-            clipper_query_port=free_port(),
-            clipper_management_port=free_port(),
-            clipper_rpc_port=free_port(),
-            redis_port=free_port(),
-        )
+        manager = new_docker_manager()
         connection = ClipperConnection(manager)
         connection.start_clipper(runtime_image, runtime_image)
         try:

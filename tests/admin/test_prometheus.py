@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
 import requests
 
@@ -16,7 +14,7 @@ from clipper.admin import ClipperConnection
 from clipper.admin.deployers.python import deploy_python_closure
 from clipper.admin.managers import prometheus, prometheus_docker
 from clipper.frontends.metrics_targets import FRONTEND_LABEL, TARGETS_PATH
-from tests.admin.conftest import make_manager, running_cluster
+from tests.admin.conftest import DockerManagers, make_manager, running_cluster
 from tests.conftest import free_port, wait_until
 
 APP = "counted"
@@ -85,32 +83,21 @@ def test_prometheus_finds_the_frontends_request_counter(cluster: ClipperConnecti
 
 @pytest.mark.docker
 def test_the_docker_manager_runs_prometheus_which_scrapes_the_frontend(
-    docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_docker_manager: DockerManagers, runtime_image: str
 ) -> None:
     """The clipper/prometheus image (built on first use), on host networking, with every token on."""
-    from clipper.admin.managers.docker import DockerContainerManager
-
-    monkeypatch.setenv("CLIPPER_HOME", str(tmp_path / "home"))
-    manager = DockerContainerManager(
-        cluster_name=f"p-{uuid.uuid4().hex[:8]}",
-        clipper_query_port=free_port(),
-        clipper_management_port=free_port(),
-        clipper_rpc_port=free_port(),
-        redis_port=free_port(),
+    manager = make_docker_manager(
         prometheus_port=free_port(),
         query_auth=True,
         start_prometheus=True,
         prometheus_scrape_interval_s=1.0,
     )
     conn = ClipperConnection(manager)
-    try:
-        conn.start_clipper(runtime_image, runtime_image, runtime_image)
-        running = {c.labels["ai.clipper.name"]: c for c in manager._containers(all_states=False)}
-        assert prometheus_docker.image_tag() in running["prometheus"].image.tags
-        serve_and_predict(conn, 5, image="clipper/noop-container:0.4.1")
-        assert_scraped(conn)
-    finally:
-        manager.stop_all(graceful=False, remove_state=True)
+    conn.start_clipper(runtime_image, runtime_image, runtime_image)
+    running = {c.labels["ai.clipper.name"]: c for c in manager._containers(all_states=False)}
+    assert prometheus_docker.image_tag() in running["prometheus"].image.tags
+    serve_and_predict(conn, 5, image="clipper/noop-container:0.4.1")
+    assert_scraped(conn)
 
 
 def test_the_targets_list_is_the_live_frontends_behind_the_admin_token(cluster: ClipperConnection) -> None:

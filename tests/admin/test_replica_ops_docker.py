@@ -4,42 +4,26 @@ engine's socket (`mount_docker_socket=True`), it scales a model version by the c
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import docker
 import pytest
 import requests
 
 from clipper.admin.connection import ClipperConnection
-from clipper.admin.managers.docker import DockerContainerManager
-from tests.conftest import free_port, wait_until
+from tests.admin.conftest import DockerManagers
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture
-def cluster(
-    docker_client: docker.DockerClient, runtime_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ClipperConnection]:
-    monkeypatch.setenv("CLIPPER_HOME", str(tmp_path / "home"))
-    manager = DockerContainerManager(
-        cluster_name=f"t-{uuid.uuid4().hex[:8]}",
-        clipper_query_port=free_port(),
-        clipper_management_port=free_port(),
-        clipper_rpc_port=free_port(),
-        redis_port=free_port(),
-        mount_docker_socket=True,
-    )
-    try:
-        manager.start_clipper(runtime_image, runtime_image, runtime_image, 1024, 1, 5, 300)
-        conn = ClipperConnection(manager)
-        conn.connect()
-        # start_clipper waits for the query frontends only; the management frontend may still be importing.
-        wait_until(lambda: _pings(f"http://{manager.get_admin_addr()}/admin/ping"), 60, "the management API")
-        yield conn
-    finally:
-        manager.stop_all(graceful=False, remove_state=True)
+def cluster(make_docker_manager: DockerManagers, runtime_image: str) -> ClipperConnection:
+    manager = make_docker_manager(mount_docker_socket=True)
+    manager.start_clipper(runtime_image, runtime_image, runtime_image, 1024, 1, 5, 300)
+    conn = ClipperConnection(manager)
+    conn.connect()
+    # start_clipper waits for the query frontends only; the management frontend may still be importing.
+    wait_until(lambda: _pings(f"http://{manager.get_admin_addr()}/admin/ping"), 60, "the management API")
+    return conn
 
 
 def _pings(url: str) -> bool:
