@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+import requests
 
 from clipper.admin.managers.process import free_port
 from clipper.config.redis_server import start_redis
 
-__all__ = ["free_port", "wait_until"]
+__all__ = ["free_port", "ping_status", "wait_until"]
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20, what: str = "condition") -> None:
@@ -22,6 +23,14 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 20, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def ping_status(url: str, timeout_s: float = 2) -> int | None:
+    """The status of a management frontend's GET /admin/ping at `url`; None while no one accepts."""
+    try:
+        return requests.get(f"{url}/admin/ping", timeout=timeout_s).status_code
+    except requests.ConnectionError:
+        return None
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import requests
 
 from clipper.admin.connection import ClipperConnection
 from tests.admin.conftest import DockerManagers
-from tests.conftest import wait_until
+from tests.conftest import ping_status, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -22,15 +22,9 @@ def cluster(make_docker_manager: DockerManagers, runtime_image: str) -> ClipperC
     conn = ClipperConnection(manager)
     conn.connect()
     # start_clipper waits for the query frontends only; the management frontend may still be importing.
-    wait_until(lambda: _pings(f"http://{manager.get_admin_addr()}/admin/ping"), 60, "the management API")
+    url = f"http://{manager.get_admin_addr()}"
+    wait_until(lambda: ping_status(url) == 200, 60, "the management API")
     return conn
-
-
-def _pings(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def test_scale_1_to_2_through_the_management_container(cluster: ClipperConnection) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, ping_status, wait_until
 from tests.frontends.conftest import QueryCluster, make_cluster  # noqa: F401  (fixture re-used here)
 
 
@@ -35,10 +35,7 @@ class ManagementProcess:
 
     def _up(self) -> bool:
         assert self.proc.poll() is None, "the management frontend exited; see management.log"
-        try:
-            return requests.get(f"{self.url}/admin/ping", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
+        return ping_status(self.url, timeout_s=1) == 200
 
     def get(self, path: str, **kwargs: object) -> requests.Response:
         return requests.get(f"{self.url}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
