@@ -250,8 +250,7 @@ class DockerContainerManager(ContainerManager):
                 "Please use ClipperConnection.connect() to connect to it."
             )
         remove_containers(self._containers())  # leftovers of a crashed run
-        wanted = {**self._auth, REDIS_PASSWORD: not self.external_redis or self._redis_password is not None}
-        self.secrets.enable(wanted, {REDIS_PASSWORD: self._redis_password} if self._redis_password else {})
+        self.secrets.enable_cluster(self._auth, self.external_redis, self._redis_password)
         qf_image, mgmt_image = self._image(query_frontend_image), self._image(mgmt_frontend_image)
         if self.network is not None:
             ensure_network(self.client, self.network, {CLIPPER_DOCKER_LABEL: self.cluster_name})

@@ -144,7 +144,7 @@ class LocalContainerManager(ContainerManager):
         started: list[ProcessRecord] = []
         try:
             info = self._choose_ports(cache_size)
-            self._make_secrets(info.external_redis)
+            self.secrets.enable_cluster(self._auth, info.external_redis, self._redis_password)
             if not info.external_redis:
                 started.append(self._start_redis(info.redis_port))
             else:
@@ -223,12 +223,6 @@ class LocalContainerManager(ContainerManager):
             external_redis=external,
             cache_size_bytes=cache_size_bytes,
         )
-
-    def _make_secrets(self, external_redis: bool) -> None:
-        """Create (once) or remove the secret files so they match this start's choices."""
-        wanted = {**self._auth, REDIS_PASSWORD: not external_redis or self._redis_password is not None}
-        given = {REDIS_PASSWORD: self._redis_password} if self._redis_password is not None else {}
-        self.secrets.enable(wanted, given)
 
     def _secrets_env(self) -> dict[str, str]:
         """Where processes read their secrets: a path, so no value is in an environment or record."""

@@ -51,6 +51,12 @@ class ClusterSecrets:
             elif self.read(name) is None:
                 self.write(name, secrets.token_urlsafe(32))
 
+    def enable_cluster(self, auth: dict[str, bool], external_redis: bool, redis_password: str | None) -> None:
+        """A start's secrets: the tokens `auth` switches on, and the Redis password (made for our own Redis;
+        for an external one only when given, and then the given one)."""
+        wanted = {**auth, REDIS_PASSWORD: not external_redis or redis_password is not None}
+        self.enable(wanted, {REDIS_PASSWORD: redis_password} if redis_password is not None else {})
+
     def write(self, name: str, value: str) -> Path:
         """Write one file with mode 0600 from its creation on (never briefly readable by others)."""
         if not value or "\n" in value:
