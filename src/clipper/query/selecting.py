@@ -40,7 +40,7 @@ class Selection:
     @property
     def fanout(self) -> int:
         """The most queries one input may become: every model for shadow and ensembles, else one."""
-        return len(self.models) if self.policy.name in ("shadow", "exp4") else 1
+        return len(self.models) if self.policy.asks_every_model else 1
 
     def state_for(self, uid: str | None) -> dict[str, Any]:
         """The user's state when the policy keeps one per user and this frontend holds it, else the app's."""

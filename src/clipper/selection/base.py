@@ -54,6 +54,7 @@ class Policy(Protocol):
     name: str
     takes_feedback: bool
     per_user: bool
+    asks_every_model: bool  # each query goes to all linked models (shadows, ensembles), not to one
 
     def initial_state(self, models: Sequence[str]) -> State:
         """State for an app (or a user) that has had no feedback yet."""
@@ -85,6 +86,7 @@ class FixedPolicy:
     name: str
     takes_feedback = False
     per_user = False
+    asks_every_model = False
 
     def initial_state(self, models: Sequence[str]) -> State:
         """Nothing is learned, so there is no state."""

@@ -44,6 +44,7 @@ class Exp3Policy:
 
     name = "exp3"
     takes_feedback = True
+    asks_every_model = False
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.gamma = float(params.get("gamma", DEFAULT_GAMMA))

@@ -59,6 +59,7 @@ class Exp4Policy:
 
     name = "exp4"
     takes_feedback = True
+    asks_every_model = True
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.eta = float(params.get("eta", DEFAULT_ETA))

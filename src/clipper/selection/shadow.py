@@ -26,6 +26,7 @@ class ShadowPolicy(FixedPolicy):
     """
 
     name = "shadow"
+    asks_every_model = True
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.primary: str = params["primary"]
