@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from clipper.config.store import ConfigStore
+from clipper.schema import App
 from tests.clipper_test_models import true_label
 from tests.conftest import wait_until
 from tests.frontends.conftest import QueryCluster
@@ -209,3 +210,23 @@ def test_per_user_exp3_learns_in_the_users_own_state(cluster: QueryCluster):
     found: dict[str, Any] = {}
     cluster._store(states)
     assert found["user"] is not None and found["app"] is None
+
+
+def test_feedback_takes_a_shaped_input_as_predict_does(cluster: QueryCluster):
+    """An app with an input_shape takes nested inputs on /update exactly as on /predict."""
+    labellers(cluster, {"s90": 90, "s70": 70})
+
+    async def shaped_app(store: ConfigStore) -> None:
+        await store.add_app(App(name="shaped", input_type="doubles", default_output="-1",
+                                latency_slo_micros=2_000_000, input_shape=[1, 1]))  # fmt: skip
+
+    cluster._store(shaped_app)
+    select(cluster, "shaped", ["s90", "s70"], "exp3", {"gamma": 0.1})
+    wait_until(lambda: bool(cluster.post("shaped", {"input": [[3.0]]}).json().get("query_id") is not None),
+               what="the shaped app")  # fmt: skip
+    assert cluster.post("shaped", {"input": [[3.0]]}).json()["default"] is False
+    for body_input in ([[3.0]], [3.0]):  # nested as the shape, or flat
+        reply = feedback(cluster.url, "shaped", {"uid": 0, "input": body_input, "label": true_label(3)})
+        assert reply.status_code == 200, reply.text
+    wrong = feedback(cluster.url, "shaped", {"uid": 0, "input": [[3.0, 4.0]], "label": "1"})
+    assert wrong.status_code == 400 and "input_shape" in wrong.text, wrong.text
