@@ -3,6 +3,7 @@ kubeconfig pointing at it in KUBECONFIG, and clients of it built from that file.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import docker
 import pytest
 from kubernetes import client, config
 
+from clipper.admin.managers.kubernetes import KubernetesContainerManager
 from tests.admin.conftest import docker_client, runtime_image
 from tests.kubernetes.standin_apiserver import StandinApiServer
 
@@ -45,6 +47,17 @@ def running_standin(
             yield Standin(server, kubeconfig, client.CoreV1Api(api), client.AppsV1Api(api))
     finally:
         server.stop()
+
+
+def standin_manager(standin: Standin, image: str) -> KubernetesContainerManager:
+    """A manager of a fresh cluster on `standin`, every role on `image`; 90 s per rollout (pods are Docker
+    containers on shared cores)."""
+    return KubernetesContainerManager(
+        cluster_name=f"k-{uuid.uuid4().hex[:6]}",
+        image=image,
+        kubeconfig=str(standin.kubeconfig),
+        rollout_timeout_s=90,
+    )
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from clipper.admin.exceptions import ClipperException
 from clipper.admin.managers.kubernetes import KubernetesContainerManager
 from tests.admin.conftest import predict_until
 from tests.conftest import wait_until
-from tests.kubernetes.conftest import Standin, running_standin
+from tests.kubernetes.conftest import Standin, running_standin, standin_manager
 
 pytestmark = pytest.mark.docker
 CLUSTER_LABEL = "ai.clipper.container.label"
@@ -54,12 +54,7 @@ def standin(
 @pytest.fixture(scope="module")
 def cluster(standin: Standin, runtime_image: str) -> Iterator[ClipperConnection]:
     """One cluster with app `sum` linked to model `m` (version 1 doubles its input's sum)."""
-    manager = KubernetesContainerManager(
-        cluster_name=f"k-{uuid.uuid4().hex[:6]}",
-        image=runtime_image,
-        kubeconfig=str(standin.kubeconfig),
-        rollout_timeout_s=90,
-    )
+    manager = standin_manager(standin, runtime_image)
     conn = ClipperConnection(manager)
     conn.start_clipper()
     try:
