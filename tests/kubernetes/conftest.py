@@ -31,16 +31,14 @@ class Standin:
 
 
 @contextmanager
-def running_standin(
-    root: Path, docker_client: docker.DockerClient | None, namespace: str = "default"
-) -> Iterator[Standin]:
+def running_standin(root: Path, docker_client: docker.DockerClient | None) -> Iterator[Standin]:
     """Start a stand-in under `root` with KUBECONFIG naming its kubeconfig; stop it and restore KUBECONFIG
     afterwards, whatever the test did (containers, proxies and temp files go too)."""
     root.mkdir(parents=True, exist_ok=True)
     server = StandinApiServer(root / "standin", docker_client)
     server.start()
     try:
-        kubeconfig = server.write_kubeconfig(root / "kubeconfig", namespace)
+        kubeconfig = server.write_kubeconfig(root / "kubeconfig")
         api = config.new_client_from_config(str(kubeconfig))
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("KUBECONFIG", str(kubeconfig))

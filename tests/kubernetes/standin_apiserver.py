@@ -1408,8 +1408,8 @@ class StandinApiServer:
             ):
                 self.remove_container(container)
 
-    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
-        """A kubeconfig whose current context points at this stand-in with its bearer token."""
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig whose current context points at this stand-in (namespace `default`), bearer token."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -1418,7 +1418,7 @@ class StandinApiServer:
             "contexts": [
                 {
                     "name": "standin",
-                    "context": {"cluster": "standin", "user": "standin", "namespace": namespace},
+                    "context": {"cluster": "standin", "user": "standin", "namespace": "default"},
                 }
             ],
             "current-context": "standin",
