@@ -28,7 +28,14 @@ from clipper.admin.managers.base import (
     CLIPPER_NAME_LABEL,
     input_shape_env,
 )
-from clipper.admin.managers.secrets import AUTH_TOKEN, QUERY_TOKEN, REDIS_CONFIG, REDIS_PASSWORD, RPC_TOKEN
+from clipper.admin.managers.secrets import (
+    AUTH_TOKEN,
+    QUERY_TOKEN,
+    REDIS_CONFIG,
+    REDIS_PASSWORD,
+    RPC_TOKEN,
+    redis_config_text,
+)
 from clipper.config.redis_server import redis_command
 from clipper.errors import ClusterError
 from clipper.schema import check_dns_label
@@ -431,12 +438,6 @@ def management_access(spec: ClusterSpec) -> list[Manifest]:
     ]
 
 
-def redis_config(password: str) -> str:
-    """redis.conf setting the password, so it is never on Redis's command line."""
-    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
-    return f'requirepass "{quoted}"'
-
-
 def secret_values(
     spec: ClusterSpec, existing: dict[str, str] | None = None, redis_password: str | None = None
 ) -> dict[str, str]:
@@ -447,7 +448,7 @@ def secret_values(
     if redis_password is not None and REDIS_PASSWORD in values:
         values[REDIS_PASSWORD] = redis_password
     if REDIS_CONFIG in spec.secret_keys():
-        values[REDIS_CONFIG] = redis_config(values[REDIS_PASSWORD])
+        values[REDIS_CONFIG] = redis_config_text(values[REDIS_PASSWORD])
     return values
 
 

@@ -74,5 +74,10 @@ class ClusterSecrets:
         if password is None:
             self.path(REDIS_CONFIG).unlink(missing_ok=True)
             return None
-        quoted = password.replace("\\", "\\\\").replace('"', '\\"')
-        return self.write(REDIS_CONFIG, f'requirepass "{quoted}"')
+        return self.write(REDIS_CONFIG, redis_config_text(password))
+
+
+def redis_config_text(password: str) -> str:
+    """redis.conf setting the password, so it is never on Redis's command line."""
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    return f'requirepass "{quoted}"'
