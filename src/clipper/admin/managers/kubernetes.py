@@ -96,6 +96,9 @@ class KubernetesContainerManager(ContainerManager):
         self.names = self.spec.names
         self.api = KubeApi(load_api_client(kubeconfig, context), self.spec.namespace, rollout_timeout_s)
         self._addrs: dict[str, str] = {}
+        # The cluster Secret's data (tokens), read once: every admin call asks for the token. Forgotten
+        # with the addresses, whenever this manager starts, connects to or stops a cluster.
+        self._secret_data: dict[str, str] | None = None
         self._resumed: dict[tuple[str, str], int] = {}
         self._checked: dict[tuple[str, str], float] = {}
 
@@ -156,7 +159,7 @@ class KubernetesContainerManager(ContainerManager):
         except BaseException:
             self.stop_all(graceful=False)
             raise
-        self._addrs = {}
+        self._addrs, self._secret_data = {}, None
         logger.info("Started cluster %s in namespace %s", self.cluster_name, self.namespace)
         for model in plan:
             logger.info(
@@ -222,7 +225,7 @@ class KubernetesContainerManager(ContainerManager):
             )
         spec = km.spec_from_annotations(found.metadata.annotations)
         self.spec = spec.model_copy(update={"num_frontends": self.get_num_frontends()})
-        self._addrs = {}
+        self._addrs, self._secret_data = {}, None
 
     def _node_host(self) -> str:
         """A node address for NodePort Services: external ones first; InternalIP with `useInternalIP`, or
@@ -270,9 +273,11 @@ class KubernetesContainerManager(ContainerManager):
         return self.get_query_addr()
 
     def cluster_secret(self, name: str) -> str | None:
-        """From the cluster's Secret."""
-        found = self.api.read("Secret", self.names.secret)
-        value = (found.data or {}).get(name) if found is not None else None
+        """From the cluster's Secret (read on first use)."""
+        if self._secret_data is None:
+            found = self.api.read("Secret", self.names.secret)
+            self._secret_data = dict(found.data or {}) if found is not None else {}
+        value = self._secret_data.get(name)
         return base64.b64decode(value).decode() if value else None
 
     # ----- frontends -----
@@ -442,4 +447,4 @@ class KubernetesContainerManager(ContainerManager):
                 patch,
                 missing_ok=True,
             )
-        self._addrs = {}
+        self._addrs, self._secret_data = {}, None
