@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +14,17 @@ import requests
 from clipper.admin.managers.process import free_port
 from clipper.config.redis_server import start_redis
 
-__all__ = ["free_port", "ping_status", "wait_until"]
+__all__ = ["free_port", "ping_status", "require_or_skip", "wait_until"]
+
+
+def require_or_skip(missing: str | None, required_by: str, how: str) -> None:
+    """Skip a test whose real part is missing (`missing` says what), or fail when the environment variable
+    `required_by` is 1: CI sets it where it installed the part, so the test cannot silently skip there."""
+    if missing is None:
+        return
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{required_by}=1 but {missing}")
+    pytest.skip(f"{missing} ({how})")
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20, what: str = "condition") -> None:

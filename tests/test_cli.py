@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import requests
 from click.testing import CliRunner
 
 from clipper.cli import cli
-from tests.conftest import free_port
+from tests.conftest import free_port, require_or_skip
 
 COMMANDS = [
     "start", "stop", "status", "deploy", "predict", "logs", "apps", "models", "containers",
@@ -114,10 +113,8 @@ def test_start_flags_turn_checks_off_and_on(clipper, tmp_path: Path) -> None:
 
 def test_start_with_prometheus_prints_where_it_and_the_dashboard_are(clipper) -> None:
     """`--prometheus` runs one on `--prometheus-port` (Debian's binary; CI installs it) and says where."""
-    if shutil.which("prometheus") is None:
-        if os.environ.get("CLIPPER_TEST_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail("CLIPPER_TEST_REQUIRE_PROMETHEUS=1 but no prometheus binary is on PATH")
-        pytest.skip("no prometheus binary on PATH (apt-get install prometheus)")
+    missing = "no `prometheus` binary is on PATH" if shutil.which("prometheus") is None else None
+    require_or_skip(missing, "CLIPPER_TEST_REQUIRE_PROMETHEUS", "apt-get install prometheus")
     ports = [str(free_port()) for _ in range(5)]
     started = clipper(
         "start", "--query-port", ports[0], "--management-port", ports[1], "--rpc-port", ports[2],

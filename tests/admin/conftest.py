@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ import requests
 from clipper.admin import ClipperConnection, LocalContainerManager, images
 from clipper.admin.managers.docker import DockerContainerManager
 from clipper.runtime.closure import save_closure
-from tests.conftest import free_port
+from tests.conftest import free_port, require_or_skip
 
 
 def _free_ports() -> dict[str, int]:
@@ -83,9 +82,9 @@ def engine() -> docker.DockerClient:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as e:
-        if os.environ.get("CLIPPER_TEST_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"CLIPPER_TEST_REQUIRE_DOCKER=1 but no Docker engine answers: {e}")
-        pytest.skip(f"no Docker engine answers ({e}); run scripts/docker-engine.sh")
+        require_or_skip(
+            f"no Docker engine answers: {e}", "CLIPPER_TEST_REQUIRE_DOCKER", "run scripts/docker-engine.sh"
+        )
     return client
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,17 +14,15 @@ from clipper.admin.deployers.python import deploy_python_closure
 from clipper.admin.managers import prometheus, prometheus_docker
 from clipper.frontends.metrics_targets import FRONTEND_LABEL, TARGETS_PATH
 from tests.admin.conftest import DockerManagers, make_manager, running_cluster
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, require_or_skip, wait_until
 
 APP = "counted"
 
 
 def require_prometheus() -> None:
     """Skip without the binary, unless CLIPPER_TEST_REQUIRE_PROMETHEUS=1 (CI installs it)."""
-    if prometheus.find_binary() is None:
-        if os.environ.get("CLIPPER_TEST_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail("CLIPPER_TEST_REQUIRE_PROMETHEUS=1 but no `prometheus` binary is on PATH")
-        pytest.skip("no `prometheus` binary on PATH (apt-get install prometheus)")
+    missing = "no `prometheus` binary is on PATH" if prometheus.find_binary() is None else None
+    require_or_skip(missing, "CLIPPER_TEST_REQUIRE_PROMETHEUS", "apt-get install prometheus")
 
 
 def serve_and_predict(conn: ClipperConnection, n: int, image: str | None = None) -> None:

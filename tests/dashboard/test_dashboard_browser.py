@@ -13,6 +13,7 @@ import pytest
 from clipper.admin import ClipperConnection
 from clipper.admin.clipper_images import NOOP_PREDICT_MODULE
 from tests.admin.conftest import make_manager
+from tests.conftest import require_or_skip
 from tests.dashboard.conftest import Load
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,10 +38,11 @@ def _artifact(name: str) -> Path:
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
     """Headless Chromium with a fresh profile, no network of its own, and its console log kept."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if shutil.which(p) is None]
-    if missing:
-        if os.environ.get("CLIPPER_TEST_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"CLIPPER_TEST_REQUIRE_BROWSER=1, but {', '.join(missing)} missing (chromium-driver)")
-        pytest.skip(f"{', '.join(missing)} not installed (Debian: apt install chromium chromium-driver)")
+    require_or_skip(
+        f"{', '.join(missing)} not installed" if missing else None,
+        "CLIPPER_TEST_REQUIRE_BROWSER",
+        "Debian: apt install chromium chromium-driver",
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

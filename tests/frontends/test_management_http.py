@@ -24,7 +24,7 @@ from clipper.config.store import ConfigStore, Db
 from clipper.frontends.management import Management
 from clipper.frontends.management_http import build_management_app
 from clipper.schema import Container
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, ping_status, wait_until
 
 SCHEMA_PREFIX = "Error parsing JSON: "
 BATCH_SIZE_ERROR = "The batch size must be positive or DEFAULT_BATCH_SIZE, which is -1"
@@ -582,13 +582,6 @@ async def test_rejected_request_changes_nothing(
 
 
 # --- the real process -----------------------------------------------------------------------------
-
-
-def ping_status(url: str) -> int | None:
-    try:
-        return requests.get(f"{url}/admin/ping", timeout=2).status_code
-    except requests.ConnectionError:
-        return None
 
 
 def test_real_server_waits_for_redis_then_serves(tmp_path: Path) -> None:

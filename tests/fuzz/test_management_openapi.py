@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from clipper.config.store import ConfigStore
 from clipper.frontends.management import Management
 from clipper.frontends.management_http import build_management_app
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, ping_status, wait_until
 
 # Examples per operation and phase: the 17 operations take ~20 s on two cores.
 MAX_EXAMPLES = 100
@@ -93,13 +93,6 @@ def snapshot(clients: list[redis.Redis]) -> Snapshot:
     }
 
 
-def _ping(url: str) -> int | None:
-    try:
-        return requests.get(f"{url}/admin/ping", timeout=2).status_code
-    except requests.ConnectionError:
-        return None
-
-
 @pytest.fixture(scope="module")
 def management_url(redis_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m clipper.frontends.management` on a free port, connected to the session's Redis."""
@@ -116,7 +109,7 @@ def management_url(redis_port: int, tmp_path_factory: pytest.TempPathFactory) ->
         cmd = [sys.executable, "-m", "clipper.frontends.management"]
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: _ping(url) == 200, 30, "the management frontend to answer PONG")
+        wait_until(lambda: ping_status(url) == 200, 30, "the management frontend to answer PONG")
         yield url
     finally:
         proc.terminate()
