@@ -16,13 +16,12 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from clipper.admin import ClipperConnection
 from clipper.admin.deployers.python import create_endpoint
 from clipper.admin.managers.local import LocalContainerManager
 from clipper.admin.managers.process import ClusterInfo
 from clipper.admin.managers.secrets import AUTH_TOKEN, ClusterSecrets
 from clipper.cli import cli
-from tests.admin.conftest import make_manager
+from tests.admin.conftest import running_cluster
 from tests.conftest import free_port, wait_until
 
 CLIPPER = str(Path(sys.executable).parent / "clipper")
@@ -32,14 +31,9 @@ APP = "topsum"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalContainerManager]:
     """A running cluster with app `topsum` served by model `topsum:1`."""
-    manager = make_manager(tmp_path_factory.mktemp("top") / "state")
-    conn = ClipperConnection(manager)
-    conn.start_clipper()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("top") / "state") as conn:
         create_endpoint(conn, APP, "doubles", lambda xs: [str(sum(x)) for x in xs], slo_micros=2_000_000)
-        yield manager
-    finally:
-        manager.stop_all()
+        yield conn.cm
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from clipper.admin import ClipperConnection
 from clipper.admin.clipper_images import NOOP_PREDICT_MODULE
-from tests.admin.conftest import make_manager
+from tests.admin.conftest import running_cluster
 from tests.conftest import require_or_skip
 from tests.dashboard.conftest import Load
 
@@ -60,19 +60,14 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 @pytest.fixture
 def loaded_cluster(tmp_path: Path, load: Callable[..., Load]) -> Iterator[ClipperConnection]:
     """A local cluster with tokens on, app `shop` -> model `ranker:1` (one replica), queried all along."""
-    manager = make_manager(tmp_path / "state")
-    conn = ClipperConnection(manager)
-    conn.start_clipper()
-    try:
+    with running_cluster(tmp_path / "state") as conn:
         conn.register_application("shop", "doubles", "-1", 1_000_000)
         conn.deploy_model("ranker", "1", "doubles", NOOP_PREDICT_MODULE)
         conn.link_model_to_app("shop", "ranker")
-        token = manager.get_query_token()
+        token = conn.cm.get_query_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        load([f"http://{manager.get_query_addr()}/shop/predict"], headers)
+        load([f"http://{conn.cm.get_query_addr()}/shop/predict"], headers)
         yield conn
-    finally:
-        manager.stop_all()
 
 
 def _until(driver: WebDriver, condition: Callable[[WebDriver], object], what: str) -> None:

@@ -13,7 +13,7 @@ import requests
 from clipper.admin import ClipperConnection, ClipperException, LocalContainerManager
 from clipper.admin.managers.process import is_alive, process_of
 from clipper.runtime.closure import save_closure
-from tests.admin.conftest import make_manager, predict_until
+from tests.admin.conftest import make_manager, predict_until, running_cluster
 
 SECRET_FILES = {"auth_token", "rpc_token", "redis_password"}
 
@@ -22,18 +22,13 @@ SECRET_FILES = {"auth_token", "rpc_token", "redis_password"}
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalContainerManager]:
     """A default cluster (admin and RPC auth on) serving one model, stopped afterwards."""
     tmp = tmp_path_factory.mktemp("secure")
-    manager = make_manager(tmp / "state")
-    conn = ClipperConnection(manager)
-    conn.start_clipper()
-    try:
+    with running_cluster(tmp / "state") as conn:
         model_dir = tmp / "model"
         save_closure(lambda xs: [str(sum(x)) for x in xs], model_dir)
         conn.register_application("sum", "doubles", "-1", 1_000_000)
         conn.deploy_model("sum", "1", "doubles", str(model_dir))
         conn.link_model_to_app("sum", "sum")
-        yield manager
-    finally:
-        manager.stop_all()
+        yield conn.cm
 
 
 def secret_values(manager: LocalContainerManager) -> dict[str, str]:
