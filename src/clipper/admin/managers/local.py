@@ -331,15 +331,13 @@ class LocalContainerManager(ContainerManager):
         port = choose_port(self._prometheus_port, taken, PROMETHEUS_ROLE)
         listen = f"{HOST}:{port}"
         directory = self.state_dir.absolute() / PROMETHEUS_ROLE
-        tokens = {
-            name: self.secrets.path(name) for name in (AUTH_TOKEN, QUERY_TOKEN) if self.secrets.read(name)
-        }
+        admin_token, query_token = prometheus.token_files(self.secrets, str(self.secrets.directory))
         plan = prometheus.PrometheusPlan(
             management_address=f"{HOST}:{info.management_port}",
             listen_address=listen,
             scrape_interval_s=self._scrape_interval_s,
-            admin_token_file=str(tokens[AUTH_TOKEN]) if AUTH_TOKEN in tokens else None,
-            query_token_file=str(tokens[QUERY_TOKEN]) if QUERY_TOKEN in tokens else None,
+            admin_token_file=admin_token,
+            query_token_file=query_token,
         )
         config = prometheus.write_config(plan, directory)
         args = prometheus.prometheus_args(str(config), str(directory / "data"), listen)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from clipper.admin.managers.secrets import AUTH_TOKEN, QUERY_TOKEN, ClusterSecrets
 from clipper.frontends.metrics_targets import TARGETS_PATH
 
 FRONTENDS_JOB = "clipper-query-frontends"
@@ -34,6 +35,13 @@ class PrometheusPlan(BaseModel):
     scrape_interval_s: float = Field(default=5.0, gt=0)
     admin_token_file: str | None = Field(default=None, description="The admin token, for the targets list.")
     query_token_file: str | None = Field(default=None, description="The query token, for /metrics.")
+
+
+def token_files(secrets: ClusterSecrets, seen_at: str) -> tuple[str | None, str | None]:
+    """The plan's admin and query token files: each token the cluster has, in its secrets directory as
+    Prometheus sees it (`seen_at`: the directory itself, or where a container mounts it)."""
+    admin, query = (f"{seen_at}/{name}" if secrets.read(name) else None for name in (AUTH_TOKEN, QUERY_TOKEN))
+    return admin, query
 
 
 def _duration(seconds: float) -> str:

@@ -19,7 +19,6 @@ from clipper.admin.managers import prometheus
 from clipper.admin.managers.base import CLIPPER_NAME_LABEL
 from clipper.admin.managers.docker_engine import START_TIMEOUT_S, check_not_exited
 from clipper.admin.managers.process import choose_port
-from clipper.admin.managers.secrets import AUTH_TOKEN, QUERY_TOKEN
 from clipper.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -68,15 +67,13 @@ def start(manager: DockerContainerManager, scrape_interval_s: float) -> None:
     listen = f"{listen_host}:{port}"
     from clipper.admin.managers.docker import SECRETS_MOUNT  # here: docker.py imports this module
 
-    token = {
-        n: f"{SECRETS_MOUNT}/{n}" if manager.secrets.read(n) else None for n in (AUTH_TOKEN, QUERY_TOKEN)
-    }
+    admin_token, query_token = prometheus.token_files(manager.secrets, SECRETS_MOUNT)
     plan = prometheus.PrometheusPlan(
         management_address=f"127.0.0.1:{manager.ports['management']}",
         listen_address=listen,
         scrape_interval_s=scrape_interval_s,
-        admin_token_file=token[AUTH_TOKEN],
-        query_token_file=token[QUERY_TOKEN],
+        admin_token_file=admin_token,
+        query_token_file=query_token,
     )
     directory = manager.state_dir / ROLE
     prometheus.write_config(plan, directory)
