@@ -14,6 +14,7 @@ import requests
 
 from clipper.admin import ClipperConnection
 from clipper.admin.clipper_images import NOOP_PREDICT_MODULE
+from clipper.admin.deployers.python import deploy_python_closure
 from tests.conftest import free_port, wait_until
 
 
@@ -150,3 +151,19 @@ def _status(url: str) -> int | None:
         return requests.get(url, timeout=2).status_code
     except requests.ConnectionError:
         return None
+
+
+def test_replicas_added_through_the_api_keep_the_models_input_shape(
+    cluster: ClipperConnection, admin: Admin
+) -> None:
+    """A shaped model's new replicas get CLIPPER_INPUT_SHAPE, as those its deploy started."""
+    deploy_python_closure(
+        cluster, "shaped-ops", "1", "doubles", lambda xs: [str(x.shape) for x in xs], input_shape=[2, 3]
+    )
+    body = {"model_name": "shaped-ops", "model_version": "1", "num_replicas": 2}
+    assert admin.post("set_num_replicas", body).status_code == 200
+    pids = [rec.pid for rec in cluster.cm.replicas("shaped-ops", "1")]  # type: ignore[attr-defined]
+    assert len(pids) == 2
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"CLIPPER_INPUT_SHAPE=2,3" in environ, pid

@@ -32,9 +32,17 @@ class ReplicaControl(Protocol):
     """What the management API needs of a cluster's container manager."""
 
     def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
-        """Start or stop replicas of the version until `num_replicas` run (the manager's own call)."""
+        """Start or stop replicas of the version until `num_replicas` run (the manager's own call; new
+        ones get `input_shape`)."""
 
     def replicas(self, name: str, version: str) -> list[ReplicaInfo]:
         """The version's replicas, oldest first where the manager knows."""
@@ -66,7 +74,14 @@ class Unavailable:
         return CannotManageReplicas(self.reason)
 
     def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
         raise self._refuse()
 
@@ -84,9 +99,16 @@ class LocalReplicas:
         self.manager = manager
 
     def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
-        self.manager.set_num_replicas(name, version, input_type, image, num_replicas)
+        self.manager.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
 
     def replicas(self, name: str, version: str) -> list[ReplicaInfo]:
         return [
@@ -126,9 +148,16 @@ class DockerReplicas(_ConnectedOnFirstUse["DockerContainerManager"]):
     """Replicas are containers on the engine whose socket the cluster mounted into this container."""
 
     def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
-        self.manager.set_num_replicas(name, version, input_type, image, num_replicas)
+        self.manager.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
 
     def replicas(self, name: str, version: str) -> list[ReplicaInfo]:
         found = [
@@ -150,14 +179,21 @@ class KubernetesReplicas(_ConnectedOnFirstUse["KubernetesContainerManager"]):
     Connecting reads the cluster's spec from its management Deployment."""
 
     def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        num_replicas: int,
+        *,
+        input_shape: list[int] | None = None,
     ) -> None:
         if self.manager.model_deployment(name, version) is None:
             raise ConfigConflict(
                 f"Model {name}:{version} has no Deployment in namespace {self.manager.namespace}; deploy it "
                 "with ClipperConnection.deploy_model first (the management frontend may only scale)"
             )
-        self.manager.set_num_replicas(name, version, input_type, image, num_replicas)
+        self.manager.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
 
     def replicas(self, name: str, version: str) -> list[ReplicaInfo]:
         found = [
@@ -197,20 +233,18 @@ def _iso_seconds(value: Any) -> float | None:
 
 NOT_STARTED = (
     "This management frontend was started without access to the cluster's containers "
-    "(CLIPPER_REPLICA_CONTROL is unset), so it cannot scale replicas or read their logs."
+    "(CLIPPER_REPLICA_CONTROL is unset), so it cannot scale replicas or read their logs. Start the cluster "
+    "with ClipperConnection.start_clipper(), whose manager sets it up: always for LocalContainerManager and "
+    "KubernetesContainerManager, and for DockerContainerManager when it is created with "
+    "mount_docker_socket=True. Meanwhile ClipperConnection.set_num_replicas works."
 )
-ENABLE_HINT = {
-    "none": " Start the cluster with ClipperConnection.start_clipper(), whose manager sets it up: always for "
-    "LocalContainerManager and KubernetesContainerManager, and for DockerContainerManager when it is "
-    "created with mount_docker_socket=True. Meanwhile ClipperConnection.set_num_replicas works.",
-}
 
 
 def replica_control(settings: ManagementFrontendSettings) -> ReplicaControl:
     """The control the manager that started this frontend asked for, or `Unavailable` saying why not."""
     kind = settings.replica_control
     if kind == "none":
-        return Unavailable(NOT_STARTED + ENABLE_HINT["none"])
+        return Unavailable(NOT_STARTED)
     if kind == "local":
         from clipper.admin.managers.local import LocalContainerManager
 

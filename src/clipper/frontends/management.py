@@ -17,7 +17,6 @@ import uvloop
 from redis.exceptions import RedisError
 
 from clipper.admin.replica_control import (
-    ENABLE_HINT,
     NOT_STARTED,
     ReplicaControl,
     Unavailable,
@@ -53,7 +52,7 @@ class Management:
     ) -> None:
         """`replica_control`: how set_num_replicas and friends act on the cluster (none: they answer 501)."""
         self._store = store
-        self.replica_control = replica_control or Unavailable(NOT_STARTED + ENABLE_HINT["none"])
+        self.replica_control = replica_control or Unavailable(NOT_STARTED)
         self.max_replicas = max_replicas
         self._ready = False
         # One writer process: serialising check-then-write here makes every validation hold at write time.

@@ -103,6 +103,7 @@ def add_replica_routes(admin: APIRouter, management: Management) -> None:
                 model.input_type,
                 model.container_name,
                 req.num_replicas,
+                input_shape=model.input_shape,
             )
         return (
             f"Successfully set the replicas of model '{req.model_name}' version '{req.model_version}' "
