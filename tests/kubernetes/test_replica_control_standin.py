@@ -16,10 +16,16 @@ from clipper.admin.connection import ClipperConnection
 from clipper.admin.managers.kubernetes import KubernetesContainerManager
 from clipper.admin.replica_control import KubernetesReplicas
 from clipper.errors import ConfigConflict
+from clipper.schema import Model
 from tests.conftest import wait_until
 from tests.kubernetes.conftest import Standin
 
 pytestmark = pytest.mark.docker
+
+
+def _model(name: str, image: str) -> Model:
+    """A version-1 doubles model record, as the management frontend reads it from the store."""
+    return Model(model_name=name, model_version="1", input_type="doubles", container_name=image)
 
 
 def test_replica_control_scales_lists_and_tails_pods(
@@ -46,7 +52,7 @@ def test_replica_control_scales_lists_and_tails_pods(
         control = KubernetesReplicas(
             lambda: KubernetesContainerManager(name, kubeconfig=kubeconfig, rollout_timeout_s=90)
         )
-        control.set_num_replicas("m", "1", "doubles", noop, 2)
+        control.scale(_model("m", noop), 2)
         assert manager.get_num_replicas("m", "1") == 2
         pods = control.replicas("m", "1")
         assert len(pods) == 2 and all(p.kind == "pod" and p.state == "Running" for p in pods)
@@ -59,7 +65,7 @@ def test_replica_control_scales_lists_and_tails_pods(
         assert {ln.split("]")[0][1:] for ln in lines} == names and len(lines) <= 6
 
         with pytest.raises(ConfigConflict, match="no Deployment"):
-            control.set_num_replicas("absent", "1", "doubles", noop, 1)
+            control.scale(_model("absent", noop), 1)
         assert manager.model_deployment("absent", "1") is None
     finally:
         manager.stop_all(graceful=False, remove_state=True)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from clipper.errors import CannotManageReplicas, ClusterError, ConfigConflict
-from clipper.schema import ReplicaInfo
+from clipper.schema import Model, ReplicaInfo
 from clipper.settings import ManagementFrontendSettings
 
 if TYPE_CHECKING:
@@ -31,18 +31,8 @@ M = TypeVar("M", bound="ContainerManager")
 class ReplicaControl(Protocol):
     """What the management API needs of a cluster's container manager."""
 
-    def set_num_replicas(
-        self,
-        name: str,
-        version: str,
-        input_type: str,
-        image: str,
-        num_replicas: int,
-        *,
-        input_shape: list[int] | None = None,
-    ) -> None:
-        """Start or stop replicas of the version until `num_replicas` run (the manager's own call; new
-        ones get `input_shape`)."""
+    def scale(self, model: Model, num_replicas: int) -> None:
+        """Start or stop replicas of `model` until `num_replicas` run (the manager's own call)."""
 
     def replicas(self, name: str, version: str) -> list[ReplicaInfo]:
         """The version's replicas, oldest first where the manager knows."""
@@ -73,16 +63,7 @@ class Unavailable:
     def _refuse(self) -> CannotManageReplicas:
         return CannotManageReplicas(self.reason)
 
-    def set_num_replicas(
-        self,
-        name: str,
-        version: str,
-        input_type: str,
-        image: str,
-        num_replicas: int,
-        *,
-        input_shape: list[int] | None = None,
-    ) -> None:
+    def scale(self, model: Model, num_replicas: int) -> None:
         raise self._refuse()
 
     def replicas(self, name: str, version: str) -> list[ReplicaInfo]:
@@ -92,23 +73,26 @@ class Unavailable:
         raise self._refuse()
 
 
+def _scale(manager: ContainerManager, model: Model, num_replicas: int) -> None:
+    """The manager's own set_num_replicas for `model`: new replicas get its type, image and shape."""
+    manager.set_num_replicas(
+        model.model_name,
+        model.model_version,
+        model.input_type,
+        model.container_name,
+        num_replicas,
+        input_shape=model.input_shape,
+    )
+
+
 class LocalReplicas:
     """Replicas are processes of the cluster whose state directory this frontend shares (same machine)."""
 
     def __init__(self, manager: LocalContainerManager) -> None:
         self.manager = manager
 
-    def set_num_replicas(
-        self,
-        name: str,
-        version: str,
-        input_type: str,
-        image: str,
-        num_replicas: int,
-        *,
-        input_shape: list[int] | None = None,
-    ) -> None:
-        self.manager.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
+    def scale(self, model: Model, num_replicas: int) -> None:
+        _scale(self.manager, model, num_replicas)
 
     def replicas(self, name: str, version: str) -> list[ReplicaInfo]:
         return [
@@ -147,17 +131,8 @@ class _ConnectedOnFirstUse(Generic[M]):
 class DockerReplicas(_ConnectedOnFirstUse["DockerContainerManager"]):
     """Replicas are containers on the engine whose socket the cluster mounted into this container."""
 
-    def set_num_replicas(
-        self,
-        name: str,
-        version: str,
-        input_type: str,
-        image: str,
-        num_replicas: int,
-        *,
-        input_shape: list[int] | None = None,
-    ) -> None:
-        self.manager.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
+    def scale(self, model: Model, num_replicas: int) -> None:
+        _scale(self.manager, model, num_replicas)
 
     def replicas(self, name: str, version: str) -> list[ReplicaInfo]:
         found = [
@@ -178,22 +153,14 @@ class KubernetesReplicas(_ConnectedOnFirstUse["KubernetesContainerManager"]):
     """Replicas are pods of the version's Deployment; this pod's ServiceAccount may scale it (its Role).
     Connecting reads the cluster's spec from its management Deployment."""
 
-    def set_num_replicas(
-        self,
-        name: str,
-        version: str,
-        input_type: str,
-        image: str,
-        num_replicas: int,
-        *,
-        input_shape: list[int] | None = None,
-    ) -> None:
+    def scale(self, model: Model, num_replicas: int) -> None:
+        name, version = model.model_name, model.model_version
         if self.manager.model_deployment(name, version) is None:
             raise ConfigConflict(
                 f"Model {name}:{version} has no Deployment in namespace {self.manager.namespace}; deploy it "
                 "with ClipperConnection.deploy_model first (the management frontend may only scale)"
             )
-        self.manager.set_num_replicas(name, version, input_type, image, num_replicas, input_shape=input_shape)
+        _scale(self.manager, model, num_replicas)
 
     def replicas(self, name: str, version: str) -> list[ReplicaInfo]:
         found = [

@@ -96,15 +96,7 @@ def add_replica_routes(admin: APIRouter, management: Management) -> None:
             )
         control = management.replica_control
         async with scaling:
-            await asyncio.to_thread(
-                control.set_num_replicas,
-                req.model_name,
-                req.model_version,
-                model.input_type,
-                model.container_name,
-                req.num_replicas,
-                input_shape=model.input_shape,
-            )
+            await asyncio.to_thread(control.scale, model, req.num_replicas)
         return (
             f"Successfully set the replicas of model '{req.model_name}' version '{req.model_version}' "
             f"to {req.num_replicas}"
